@@ -1,0 +1,44 @@
+# Two commands on a fresh machine:   make book    and    make test
+# Both create .venv from requirements.txt (CPU torch first) the first time.
+PY      ?= python3
+VENV    ?= .venv
+BIN      = $(VENV)/bin
+STAMP    = $(VENV)/.installed
+JB_FLAGS = -W -n --keep-going
+
+.PHONY: book test test-fast chapter venv browser clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+# Headless Chromium for the browser tests (Debian package; driven by Playwright's Python API).
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+book: venv
+	rm -rf _build/html _build/.doctrees
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/jupyter-book build . $(JB_FLAGS)
+
+# The whole test suite: build the book (executing every chapter), then pytest,
+# including the tests on the built HTML and the browser tests.
+test: venv browser book
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra tests
+
+# Package and kernel tests only (no book build).
+test-fast: venv
+	$(BIN)/python -m pytest -q -ra -m "not html and not browser" tests
+
+# Build one chapter quickly into /tmp:  make chapter NB=book/01_hmm.ipynb
+chapter: venv
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python scripts/build_chapter.py $(NB)
+
+clean:
+	rm -rf _build

@@ -1,0 +1,37 @@
+"""Build the intro plus one chapter into /tmp, with the book's own settings (-W -n).
+
+    python scripts/build_chapter.py book/05_selective.ipynb
+
+Used while writing a chapter; `make book` builds the whole book.
+"""
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def main(argv):
+    if len(argv) != 1:
+        sys.exit("usage: build_chapter.py book/NN_name.ipynb")
+    page = pathlib.Path(argv[0])
+    if not (ROOT / page).exists():
+        sys.exit(f"no such page: {page}")
+    stem = page.with_suffix("").as_posix()
+    out = pathlib.Path(tempfile.gettempdir()) / "ssmbook-build" / page.stem
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False, dir=ROOT) as toc:
+        toc.write(f"format: jb-book\nroot: book/intro\nchapters:\n  - file: {stem}\n")
+    try:
+        cmd = ["jupyter-book", "build", str(ROOT), "--toc", toc.name, "--path-output", str(out),
+               "-W", "-n", "--keep-going"]
+        print(" ".join(cmd), flush=True)
+        rc = subprocess.call(cmd)
+    finally:
+        pathlib.Path(toc.name).unlink()
+    print(f"HTML: {out}/_build/html/{stem}.html")
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

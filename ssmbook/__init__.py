@@ -1,0 +1,11 @@
+"""ssmbook: the package behind the book *sequence models as linear recurrences*.
+
+Every model in the book is a linear recurrence ``h_t = Ā_t h_{t-1} + B̄_t x_t, y_t = C_t h_t``.
+One module per topic: ``hmm``, ``ssm``, ``discretize``, ``derive``, ``s4``, ``selective``,
+``scan``, ``mambaout``, ``rwkv``; ``kernels`` holds the Triton kernels; ``widgets`` and ``plot``
+serve the chapters.  Submodules are imported on demand (``import ssmbook.hmm``).
+"""
+
+__version__ = "0.1.0"
+
+from .notebook import setup  # noqa: E402,F401

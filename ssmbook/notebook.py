@@ -1,0 +1,73 @@
+"""The setup every chapter runs first: device, seeds, figure style.
+
+The chapter's first cell installs ssmbook when it is missing (Colab) and then calls
+:func:`setup`.  That cell is stamped into every chapter by ``scripts/sync_setup_cells.py``
+from the repository URL in ``_config.yml``.
+"""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    try:
+        import google.colab  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def pick_device(prefer: str | None = None):
+    """The torch device a chapter should use: CUDA when present, else CPU.
+
+    ``prefer`` (or the environment variable ``SSMBOOK_DEVICE``) forces one, e.g. ``"cpu"``.
+    """
+    import torch
+
+    prefer = prefer or os.environ.get("SSMBOOK_DEVICE")
+    if prefer:
+        dev = torch.device(prefer)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {prefer!r} requested but CUDA is not available")
+        return dev
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) RNGs."""
+    import torch
+
+    if not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an int, got {type(seed).__name__}")
+    random.seed(int(seed))
+    np.random.seed(int(seed))
+    torch.manual_seed(int(seed))
+
+
+def describe_device(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        i = device.index if device.index is not None else torch.cuda.current_device()
+        cap = torch.cuda.get_device_capability(i)
+        return f"CUDA GPU: {torch.cuda.get_device_name(i)} (compute capability {cap[0]}.{cap[1]})"
+    return "CPU (no CUDA GPU found; every chapter runs on the CPU, the Triton kernel via its interpreter)"
+
+
+def setup(seed: int = 0, device: str | None = None, quiet: bool = False):
+    """Pick the device, seed every RNG, set the book's figure style; return the device."""
+    import torch
+
+    from . import __version__
+    from .plot import use_style
+
+    dev = pick_device(device)
+    seed_everything(seed)
+    use_style()
+    if not quiet:
+        print(f"ssmbook {__version__} · torch {torch.__version__} · {describe_device(dev)} · seed {seed}")
+    return dev
