@@ -1,0 +1,25 @@
+"""Shared pytest setup.
+
+Triton only runs on a CPU through its interpreter, which must be switched on before triton is
+imported: do it here, first, when there is no CUDA device.
+"""
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+try:
+    import torch
+
+    _has_cuda = torch.cuda.is_available()
+except Exception:  # pragma: no cover
+    _has_cuda = False
+if not _has_cuda:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords and not _has_cuda:
+            item.add_marker(skip_gpu)
