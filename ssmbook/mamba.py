@@ -1,0 +1,320 @@
+"""The Mamba block and a tiny Mamba language model (chapter 5).
+
+The block follows the Mamba paper (Gu & Dao): an input projection to two streams ``x`` and ``z``;
+on ``x`` a causal depthwise convolution and SiLU, then the *selective* SSM whose Δ, B and C are
+computed from ``x`` itself; the result is gated by ``silu(z)`` and projected back.  Inside, the
+SSM is the book's linear recurrence, now with input-dependent coefficients, per channel d and
+state index n::
+
+    h_t[d, n] = exp(Δ_t[d] A[d, n]) h_{t-1}[d, n] + Δ_t[d] B_t[n] x_t[d]
+    y_t[d]    = Σ_n C_t[n] h_t[d, n] + D[d] x_t[d]
+
+``forward`` runs it over a whole sequence with :func:`ssmbook.selective.selective_scan`;
+``step`` runs it one token at a time from a small state (the last ``d_conv`` inputs of the
+convolution and the SSM state ``h``), the recurrent inference mode.  Both compute the same
+function, which the tests check in float64.
+
+``selective=False`` gives the time-invariant (LTI) ablation used in the chapter's experiment:
+the same block, but Δ, B and C are learned constants (B and C per channel, like S4D), so the SSM
+is a fixed convolution of its input.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["MambaBlock", "MambaLM", "MambaState", "RMSNorm", "dt_bias_init", "s4d_real_A_log"]
+
+
+# --------------------------------------------------------------------------------------------
+# initialisations
+# --------------------------------------------------------------------------------------------
+def s4d_real_A_log(d_inner: int, d_state: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """``log(-A)`` for the S4D-real initialisation ``A[d, n] = -(n + 1)``, shape (d_inner, d_state).
+
+    The block stores ``A_log`` and uses ``A = -exp(A_log)``, so A stays negative (a stable,
+    decaying recurrence) whatever the optimiser does to ``A_log``.
+    """
+    n = torch.arange(1, d_state + 1, dtype=dtype, device=device)
+    return torch.log(n).expand(d_inner, d_state).contiguous()
+
+
+def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
+    """The x with ``softplus(x) = log(1 + exp(x)) = y`` for y > 0: ``x = y + log(1 - exp(-y))``."""
+    return y + torch.log(-torch.expm1(-y))
+
+
+def dt_bias_init(d_inner: int, dt_min: float = 1e-3, dt_max: float = 1e-1, floor: float = 1e-4,
+                 generator: torch.Generator | None = None, dtype=torch.float32) -> torch.Tensor:
+    """Bias of the Δ projection: ``softplus(bias)`` is log-uniform in ``[dt_min, dt_max]``.
+
+    Each channel then starts with its own time scale: channels with small Δ average over a long
+    context, channels with large Δ follow the current input.
+    """
+    if not (0 < dt_min <= dt_max):
+        raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
+    u = torch.rand(d_inner, generator=generator, dtype=torch.float64)
+    dt = torch.exp(u * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=floor)
+    return inverse_softplus(dt).to(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# the block
+# --------------------------------------------------------------------------------------------
+@dataclass
+class MambaState:
+    """Recurrent state of one :class:`MambaBlock` for a batch.
+
+    ``conv``: (batch, d_inner, d_conv), the last d_conv inputs of the convolution (oldest first);
+    ``ssm``: (batch, d_inner, d_state), the SSM state h.
+    """
+
+    conv: torch.Tensor
+    ssm: torch.Tensor
+
+
+def _check_float_tensor(name: str, t, shape_msg: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape {shape_msg}, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor of shape {shape_msg}, got dtype {t.dtype}")
+
+
+class MambaBlock(nn.Module):
+    """The Mamba block (no norm, no residual inside): (batch, L, d_model) → (batch, L, d_model).
+
+    Parameters follow the paper: ``d_inner = expand * d_model`` channels, state size
+    ``d_state`` (N) per channel, a depthwise causal convolution of width ``d_conv``, a low-rank
+    Δ projection of rank ``dt_rank`` (``"auto"``: ceil(d_model / 16)).  ``backend`` is passed to
+    :func:`ssmbook.selective.selective_scan` (``"auto"``: Triton on CUDA, torch elsewhere).
+    ``selective=False`` makes Δ, B, C input-independent (the LTI ablation).
+    """
+
+    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2,
+                 dt_rank="auto", dt_min: float = 1e-3, dt_max: float = 1e-1, dt_init_floor: float = 1e-4,
+                 bias: bool = False, conv_bias: bool = True, selective: bool = True,
+                 backend: str = "auto", device=None, dtype=None):
+        super().__init__()
+        for name, v in (("d_model", d_model), ("d_state", d_state), ("d_conv", d_conv), ("expand", expand)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if dt_rank == "auto":
+            dt_rank = math.ceil(d_model / 16)
+        if not isinstance(dt_rank, int) or isinstance(dt_rank, bool) or dt_rank < 1:
+            raise ValueError(f"dt_rank must be a positive int or 'auto', got {dt_rank!r}")
+        if backend not in ("auto", "torch", "triton", "ref"):
+            raise ValueError(f"backend must be one of 'auto', 'torch', 'triton', 'ref', got {backend!r}")
+        fk = {"device": device, "dtype": dtype}
+        self.d_model, self.d_state, self.d_conv, self.expand = d_model, d_state, d_conv, expand
+        self.d_inner = d_inner = expand * d_model
+        self.dt_rank = dt_rank
+        self.selective = bool(selective)
+        self.backend = backend
+
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=bias, **fk)
+        self.conv1d = nn.Conv1d(d_inner, d_inner, kernel_size=d_conv, groups=d_inner,
+                                padding=d_conv - 1, bias=conv_bias, **fk)
+        if self.selective:
+            # x -> (Δ in low rank, B, C); then Δ -> d_inner channels
+            self.x_proj = nn.Linear(d_inner, dt_rank + 2 * d_state, bias=False, **fk)
+            self.dt_proj = nn.Linear(dt_rank, d_inner, bias=True, **fk)
+            with torch.no_grad():
+                bound = dt_rank ** -0.5
+                self.dt_proj.weight.uniform_(-bound, bound)
+        else:
+            # LTI: one Δ per channel (stored as the pre-softplus bias) and B, C per channel
+            self.dt_bias = nn.Parameter(torch.empty(d_inner, **fk))
+            self.B_lti = nn.Parameter(torch.randn(d_inner, d_state, **fk) * d_state ** -0.5)
+            self.C_lti = nn.Parameter(torch.randn(d_inner, d_state, **fk) * d_state ** -0.5)
+        with torch.no_grad():
+            b = dt_bias_init(d_inner, dt_min, dt_max, dt_init_floor)
+            (self.dt_proj.bias if self.selective else self.dt_bias).copy_(b)
+        self.A_log = nn.Parameter(s4d_real_A_log(d_inner, d_state, device=device,
+                                                 dtype=dtype or torch.get_default_dtype()))
+        self.D = nn.Parameter(torch.ones(d_inner, **fk))
+        self.out_proj = nn.Linear(d_inner, d_model, bias=bias, **fk)
+
+    # ---- helpers ---------------------------------------------------------------------------
+    @property
+    def A(self) -> torch.Tensor:
+        """The (d_inner, d_state) state matrix diagonal, ``-exp(A_log)`` (always negative)."""
+        return -torch.exp(self.A_log)
+
+    @property
+    def delta_bias(self) -> torch.Tensor:
+        return self.dt_proj.bias if self.selective else self.dt_bias
+
+    def ssm_params(self, x: torch.Tensor):
+        """Δ (before bias and softplus), B, C from the conv output ``x`` of shape (batch, L, d_inner).
+
+        Returns Δ as (batch, d_inner, L) and B, C as (batch, N, L) (selective) or
+        (batch, d_inner, N, L) (LTI: one group per channel, constant over time).
+        """
+        b, L, _ = x.shape
+        if self.selective:
+            x_dbl = self.x_proj(x)
+            dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+            delta = (dt @ self.dt_proj.weight.t()).transpose(1, 2)
+            return delta, B.transpose(1, 2), C.transpose(1, 2)
+        delta = x.new_zeros(b, self.d_inner, L)
+        B = self.B_lti.to(x.dtype)[None, :, :, None].expand(b, -1, -1, L)
+        C = self.C_lti.to(x.dtype)[None, :, :, None].expand(b, -1, -1, L)
+        return delta, B, C
+
+    def _check_input(self, x) -> None:
+        shape = f"(batch, L, d_model={self.d_model})"
+        _check_float_tensor("x", x, shape)
+        if x.dim() != 3 or x.shape[-1] != self.d_model or x.shape[1] < 1:
+            raise ValueError(f"x must have shape {shape} with L >= 1, got {tuple(x.shape)}")
+
+    # ---- sequence mode -----------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, L, d_model) → (batch, L, d_model), all positions at once (the scan)."""
+        from . import selective as sel  # late import: ssmbook.selective re-exports this module
+
+        self._check_input(x)
+        L = x.shape[1]
+        xz = self.in_proj(x)
+        xs, z = xz.chunk(2, dim=-1)                               # (b, L, d_inner) each
+        xs = self.conv1d(xs.transpose(1, 2))[..., :L]             # causal: keep the first L outputs
+        xs = F.silu(xs)                                           # (b, d_inner, L)
+        delta, B, C = self.ssm_params(xs.transpose(1, 2))
+        scan = sel.selective_scan_ref if self.backend == "ref" else sel.selective_scan
+        kw = {} if self.backend == "ref" else {"backend": self.backend}
+        y = scan(xs.contiguous(), delta.contiguous(), self.A, B.contiguous(), C.contiguous(),
+                 D=self.D, z=z.transpose(1, 2).contiguous(), delta_bias=self.delta_bias,
+                 delta_softplus=True, **kw)
+        return self.out_proj(y.transpose(1, 2))
+
+    # ---- recurrent mode ----------------------------------------------------------------------
+    def allocate_state(self, batch: int, device=None, dtype=None) -> MambaState:
+        """A zero state for ``batch`` sequences (the conv cache in ``dtype``, h in at least float32)."""
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+            raise ValueError(f"batch must be a positive int, got {batch!r}")
+        p = self.in_proj.weight
+        device = p.device if device is None else device
+        dtype = p.dtype if dtype is None else dtype
+        sdtype = torch.float64 if dtype == torch.float64 else torch.float32
+        return MambaState(conv=torch.zeros(batch, self.d_inner, self.d_conv, device=device, dtype=dtype),
+                          ssm=torch.zeros(batch, self.d_inner, self.d_state, device=device, dtype=sdtype))
+
+    def step(self, x_t: torch.Tensor, state: MambaState):
+        """One token: x_t (batch, d_model) and the state → (y_t (batch, d_model), new state).
+
+        The state is not modified in place; the returned one replaces it.
+        """
+        shape = f"(batch, d_model={self.d_model})"
+        _check_float_tensor("x_t", x_t, shape)
+        if x_t.dim() != 2 or x_t.shape[-1] != self.d_model:
+            raise ValueError(f"x_t must have shape {shape}, got {tuple(x_t.shape)}")
+        if not isinstance(state, MambaState):
+            raise ValueError(f"state must be a MambaState from allocate_state, got {type(state).__name__}")
+        b = x_t.shape[0]
+        want_conv = (b, self.d_inner, self.d_conv)
+        want_ssm = (b, self.d_inner, self.d_state)
+        if tuple(state.conv.shape) != want_conv:
+            raise ValueError(f"state.conv must have shape {want_conv}, got {tuple(state.conv.shape)}")
+        if tuple(state.ssm.shape) != want_ssm:
+            raise ValueError(f"state.ssm must have shape {want_ssm}, got {tuple(state.ssm.shape)}")
+
+        xs, z = self.in_proj(x_t).chunk(2, dim=-1)                          # (b, d_inner)
+        conv = torch.cat([state.conv[..., 1:], xs[..., None].to(state.conv.dtype)], dim=-1)
+        xc = (conv * self.conv1d.weight[:, 0, :]).sum(-1)                  # the causal conv, one output
+        if self.conv1d.bias is not None:
+            xc = xc + self.conv1d.bias
+        xc = F.silu(xc)
+        delta, B, C = self.ssm_params(xc[:, None, :])                       # L = 1
+        delta = F.softplus(delta[..., 0] + self.delta_bias)                 # (b, d_inner)
+        B, C = B[..., 0], C[..., 0]                                         # (b, N) or (b, d_inner, N)
+        if B.dim() == 2:
+            B, C = B[:, None, :], C[:, None, :]
+        h = state.ssm
+        sd = h.dtype
+        dA = torch.exp(delta.to(sd)[..., None] * self.A.to(sd))            # Ā_t = exp(Δ_t A)
+        dBx = delta.to(sd)[..., None] * B.to(sd) * xc.to(sd)[..., None]      # B̄_t x_t = Δ_t B_t x_t
+        h = dA * h + dBx
+        y = (h * C.to(sd)).sum(-1) + self.D.to(sd) * xc.to(sd)
+        y = (y * F.silu(z.to(sd))).to(x_t.dtype)
+        return self.out_proj(y), MambaState(conv=conv, ssm=h)
+
+    def extra_repr(self) -> str:
+        return (f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, "
+                f"d_conv={self.d_conv}, dt_rank={self.dt_rank}, selective={self.selective}")
+
+
+# --------------------------------------------------------------------------------------------
+# a tiny language model
+# --------------------------------------------------------------------------------------------
+class RMSNorm(nn.Module):
+    """``x / sqrt(mean(x²) + eps) * weight`` over the last axis."""
+
+    def __init__(self, d: int, eps: float = 1e-5, device=None, dtype=None):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d, device=device, dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class MambaLM(nn.Module):
+    """embedding → n_layer × (x + MambaBlock(RMSNorm(x))) → RMSNorm → LM head tied to the embedding.
+
+    ``forward(tokens)`` with int64 tokens (batch, L) returns logits (batch, L, vocab_size).
+    Extra keyword arguments (d_conv, expand, selective, backend, ...) go to every MambaBlock.
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, n_layer: int, d_state: int = 16, **block_kw):
+        super().__init__()
+        for name, v in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layer", n_layer)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        fk = {k: block_kw[k] for k in ("device", "dtype") if k in block_kw}
+        self.vocab_size, self.d_model, self.n_layer = vocab_size, d_model, n_layer
+        self.embedding = nn.Embedding(vocab_size, d_model, **fk)
+        self.norms = nn.ModuleList([RMSNorm(d_model, **fk) for _ in range(n_layer)])
+        self.blocks = nn.ModuleList([MambaBlock(d_model, d_state=d_state, **block_kw) for _ in range(n_layer)])
+        self.norm_f = RMSNorm(d_model, **fk)
+        self.lm_head = nn.Linear(d_model, vocab_size, bias=False, **fk)
+        self.lm_head.weight = self.embedding.weight                           # tied
+        with torch.no_grad():
+            self.embedding.weight.normal_(0.0, 0.02 if d_model >= 256 else d_model ** -0.5)
+
+    def _check_tokens(self, name: str, tokens, shape: str) -> None:
+        if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.int64:
+            got = tokens.dtype if isinstance(tokens, torch.Tensor) else type(tokens).__name__
+            raise ValueError(f"{name} must be an int64 tensor of shape {shape}, got {got}")
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        self._check_tokens("tokens", tokens, "(batch, L)")
+        if tokens.dim() != 2 or tokens.shape[1] < 1:
+            raise ValueError(f"tokens must have shape (batch, L) with L >= 1, got {tuple(tokens.shape)}")
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+            raise ValueError(f"tokens must lie in [0, vocab_size={self.vocab_size}), "
+                             f"got range [{int(tokens.min())}, {int(tokens.max())}]")
+        x = self.embedding(tokens)
+        for norm, block in zip(self.norms, self.blocks):
+            x = x + block(norm(x))
+        return self.lm_head(self.norm_f(x))
+
+    def allocate_state(self, batch: int, device=None, dtype=None) -> list:
+        return [blk.allocate_state(batch, device, dtype) for blk in self.blocks]
+
+    def step(self, token_t: torch.Tensor, state: list):
+        """One token per sequence: token_t (batch,) int64 → (logits (batch, vocab), new state)."""
+        self._check_tokens("token_t", token_t, "(batch,)")
+        if token_t.dim() != 1:
+            raise ValueError(f"token_t must have shape (batch,), got {tuple(token_t.shape)}")
+        if not isinstance(state, list) or len(state) != self.n_layer:
+            raise ValueError(f"state must be a list of {self.n_layer} MambaState (from allocate_state)")
+        x = self.embedding(token_t)
+        new = []
+        for norm, block, s in zip(self.norms, self.blocks, state):
+            y, s = block.step(norm(x), s)
+            x = x + y
+            new.append(s)
+        return self.lm_head(self.norm_f(x)), new

@@ -1,0 +1,235 @@
+"""The selective scan of Mamba (chapter 5): a linear recurrence whose Δ, B and C depend on the input.
+
+For every batch element ``b``, channel ``d`` and state index ``n``::
+
+    δ_t     = softplus(delta_t + delta_bias)          (or delta_t + delta_bias without softplus)
+    h_t     = exp(δ_t A[d, n]) h_{t-1} + δ_t B_t[n] u_t          (zero-order hold for A, Euler for B)
+    y_t     = Σ_n C_t[n] h_t[n] + D[d] u_t
+    out_t   = y_t · silu(z_t)                           (only when z is given)
+
+This is the book's recurrence ``h_t = Ā_t h_{t-1} + B̄_t x_t`` with ``Ā_t = exp(δ_t A)`` diagonal and
+``B̄_t = δ_t B_t``, and it follows the semantics of the official Mamba ``selective_scan_fn``.
+
+Shapes (the names of the paper: B batch, D channels, L length, N state size):
+
+* ``u``, ``delta``, ``z``: ``(batch, dim, L)``; ``A``: ``(dim, N)`` real, ``N ≤ 256``;
+* ``B``, ``C``: ``(batch, N, L)`` (shared by all channels) or ``(batch, groups, N, L)`` (channel ``d``
+  uses group ``d // (dim // groups)``);
+* ``D``, ``delta_bias``: ``(dim,)``; output ``(batch, dim, L)`` in the dtype of ``u``; the optional last
+  state is ``(batch, dim, N)`` in float32 (float64 when ``u`` is float64).
+
+Three implementations compute the same function:
+
+* :func:`selective_scan_ref`: the oracle, a plain loop over ``t``; float64 when its inputs are float64.
+* ``selective_scan(..., backend="torch")``: vectorised torch (a log-depth scan inside chunks, the state
+  carried between chunks), differentiable by autograd; the fast path on a CPU.
+* ``selective_scan(..., backend="triton")``: the Triton kernels of :mod:`ssmbook.kernels` (forward and
+  backward), the default on CUDA; on a CPU they run under the Triton interpreter (slow, for teaching).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["selective_scan", "selective_scan_ref", "check_inputs", "MAX_STATE", "MambaBlock"]
+
+#: The largest state size N the kernels accept (the whole state of a channel lives in one program).
+MAX_STATE = 256
+
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_BACKENDS = ("auto", "torch", "triton", "ref")
+
+
+def _describe(t):
+    return f"shape {tuple(t.shape)}, dtype {t.dtype}, device {t.device}"
+
+
+def check_inputs(u, delta, A, B, C, D=None, z=None, delta_bias=None):
+    """Validate the arguments of a selective scan; raise ``ValueError`` naming the culprit.
+
+    Returns ``(batch, dim, L, N, groups)``, with ``groups = 0`` for the shared layout
+    ``(batch, N, L)`` of B and C.
+    """
+    named = dict(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
+    for name, t in named.items():
+        if t is None and name in ("D", "z", "delta_bias"):
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dtype not in _FLOATS:
+            raise ValueError(
+                f"{name} must have a real floating dtype (float16, bfloat16, float32 or float64), "
+                f"got {t.dtype}"
+            )
+    if u.dim() != 3:
+        raise ValueError(f"u must have shape (batch, dim, L), got {_describe(u)}")
+    batch, dim, L = u.shape
+    if batch < 1 or dim < 1 or L < 1:
+        raise ValueError(f"u must have batch, dim and L all ≥ 1, got shape {tuple(u.shape)}")
+    for name in ("delta", "z"):
+        t = named[name]
+        if t is not None and tuple(t.shape) != (batch, dim, L):
+            raise ValueError(f"{name} must have shape (batch, dim, L) = {(batch, dim, L)}, got {_describe(t)}")
+        if t is not None and t.dtype != u.dtype:
+            raise ValueError(f"{name} must have the dtype of u ({u.dtype}), got {t.dtype}")
+    if A.dim() != 2 or A.shape[0] != dim:
+        raise ValueError(f"A must have shape (dim, N) = ({dim}, N), got {_describe(A)}")
+    N = A.shape[1]
+    if not 1 <= N <= MAX_STATE:
+        raise ValueError(f"A must have shape (dim, N) with 1 ≤ N ≤ {MAX_STATE}, got N = {N}")
+    if B.dim() != C.dim() or B.shape != C.shape:
+        raise ValueError(f"B and C must have the same shape, got B {_describe(B)} and C {_describe(C)}")
+    if B.dim() == 3:
+        groups = 0
+        expected = (batch, N, L)
+    elif B.dim() == 4:
+        groups = B.shape[1]
+        expected = (batch, groups, N, L)
+        if groups < 1 or dim % groups != 0:
+            raise ValueError(f"B must have groups dividing dim = {dim}, got shape {tuple(B.shape)}")
+    else:
+        raise ValueError(f"B must have shape (batch, N, L) or (batch, groups, N, L), got {_describe(B)}")
+    for name in ("B", "C"):
+        t = named[name]
+        if tuple(t.shape) != expected:
+            layout = "(batch, N, L)" if groups == 0 else "(batch, groups, N, L)"
+            raise ValueError(f"{name} must have shape {layout} = {expected}, got {_describe(t)}")
+    for name in ("D", "delta_bias"):
+        t = named[name]
+        if t is not None and tuple(t.shape) != (dim,):
+            raise ValueError(f"{name} must have shape (dim,) = ({dim},), got {_describe(t)}")
+    for name, t in named.items():
+        if t is not None and t.device != u.device:
+            raise ValueError(f"{name} must be on the device of u ({u.device}), got {t.device}")
+    return batch, dim, L, N, groups
+
+
+def _expand_bc(X, dim):
+    """(batch, N, L) or (batch, G, N, L) -> a (batch, dim, N, L) view/copy: the matrix of every channel."""
+    if X.dim() == 3:
+        return X[:, None]  # broadcast over channels, no copy
+    return X.repeat_interleave(dim // X.shape[1], dim=1)
+
+
+def _compute_dtype(u):
+    return torch.float64 if u.dtype == torch.float64 else torch.float32
+
+
+def _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    """Shared first step of the two torch implementations: upcast, add the bias, apply softplus."""
+    cdt = _compute_dtype(u)
+    dim = u.shape[1]
+    delta = delta.to(cdt)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(cdt)[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    Bx = _expand_bc(B.to(cdt), dim)
+    Cx = _expand_bc(C.to(cdt), dim)
+    return cdt, u.to(cdt), delta, A.to(cdt), Bx, Cx
+
+
+def _finish(y, u, D, z, out_dtype):
+    if D is not None:
+        y = y + u * D.to(y.dtype)[:, None]
+    if z is not None:
+        y = y * F.silu(z.to(y.dtype))
+    return y.to(out_dtype)
+
+
+def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                       return_last_state=False):
+    """The oracle: the recurrence written as a plain loop over time, one step per iteration.
+
+    Computes in float64 when ``u`` is float64, in float32 otherwise. Slow, obviously correct, and
+    differentiable by autograd (the loop is recorded step by step).
+    """
+    check_inputs(u, delta, A, B, C, D, z, delta_bias)
+    cdt, uc, dt, Ac, Bx, Cx = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    batch, dim, L = u.shape
+    h = torch.zeros(batch, dim, A.shape[1], dtype=cdt, device=u.device)
+    ys = []
+    for t in range(L):
+        dt_t = dt[:, :, t, None]                                  # (batch, dim, 1)
+        Abar = torch.exp(dt_t * Ac)                               # (batch, dim, N)
+        Bbar_u = dt_t * Bx[:, :, :, t] * uc[:, :, t, None]        # (batch, dim, N)
+        h = Abar * h + Bbar_u
+        ys.append((h * Cx[:, :, :, t]).sum(-1))                   # (batch, dim)
+    y = torch.stack(ys, dim=-1)
+    out = _finish(y, uc, D, z, u.dtype)
+    return (out, h) if return_last_state else out
+
+
+def _doubling_scan(a, b):
+    """Inclusive scan of h_t = a_t h_{t-1} + b_t along dim -2 (h_{-1} = 0), in log2(T) steps.
+
+    Hillis–Steele (chapter 6): after the step with offset k, position t holds the composition of the
+    2k elements ending at t. Only products of decays are formed (no division), so it is stable.
+    Returns (cumulative decay, h).
+    """
+    T = a.shape[-2]
+    k = 1
+    while k < T:
+        a_prev = F.pad(a[..., :-k, :], (0, 0, k, 0), value=1.0)
+        b_prev = F.pad(b[..., :-k, :], (0, 0, k, 0), value=0.0)
+        b = b + a * b_prev      # uses the old a: (a_prev, b_prev) ∘ (a, b) = (a a_prev, a b_prev + b)
+        a = a * a_prev
+        k *= 2
+    return a, b
+
+
+def _selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
+                          chunk=64):
+    cdt, uc, dt, Ac, Bx, Cx = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    batch, dim, L = u.shape
+    N = A.shape[1]
+    h = torch.zeros(batch, dim, N, dtype=cdt, device=u.device)
+    ys = []
+    for s in range(0, L, chunk):
+        e = min(s + chunk, L)
+        dt_c = dt[:, :, s:e, None]                                         # (batch, dim, T, 1)
+        a = torch.exp(dt_c * Ac[:, None, :])                               # (batch, dim, T, N)
+        b = dt_c * uc[:, :, s:e, None] * Bx[..., s:e].transpose(-1, -2)    # (batch, dim, T, N)
+        a_cum, h_loc = _doubling_scan(a, b)
+        hs = h_loc + a_cum * h[:, :, None, :]      # carry the state from the previous chunk in
+        ys.append(torch.einsum("bdtn,bdnt->bdt", hs, Cx[..., s:e]))
+        h = hs[:, :, -1, :]
+    y = torch.cat(ys, dim=-1)
+    out = _finish(y, uc, D, z, u.dtype)
+    return (out, h) if return_last_state else out
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                   return_last_state=False, backend="auto"):
+    """Mamba's selective scan (semantics of the official ``selective_scan_fn``; see the module doc).
+
+    ``backend``: ``"auto"`` (Triton on CUDA tensors, torch elsewhere), ``"torch"``, ``"triton"``
+    (on CPU tensors through the Triton interpreter) or ``"ref"`` (the loop oracle).
+    Returns ``out`` ``(batch, dim, L)``, or ``(out, last_state)`` with ``last_state`` ``(batch, dim, N)``.
+    """
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    check_inputs(u, delta, A, B, C, D, z, delta_bias)
+    if backend == "auto":
+        backend = "triton" if u.is_cuda else "torch"
+    if backend == "ref":
+        return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    if backend == "torch":
+        return _selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                     return_last_state)
+    if u.dtype == torch.float64:
+        raise ValueError("u must be float32, float16 or bfloat16 for backend='triton', got torch.float64")
+    from . import kernels  # imported late: sets TRITON_INTERPRET on CPU-only machines first
+
+    return kernels.selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                         return_last_state)
+
+
+def __getattr__(name):
+    # ``ssmbook.selective.MambaBlock`` lives in ``ssmbook.mamba`` (which imports this module):
+    # resolve it lazily so that neither import needs the other first.
+    if name in ("MambaBlock", "MambaLM"):
+        from . import mamba
+
+        return getattr(mamba, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

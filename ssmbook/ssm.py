@@ -1,0 +1,278 @@
+"""Continuous-time linear state-space models (chapter 2).
+
+    h'(t) = A h(t) + B x(t),      y(t) = C h(t) + D x(t)
+
+``ContinuousSSM(A, B, C, D)`` holds the four matrices (numpy float64) and offers
+``impulse_response(t)``, ``simulate(x, t)``, and the eigenvalue view of stability
+(``eigenvalues()``, ``is_stable()``, ``memory_time()``).
+
+Shapes: A (N, N); B (N,) or (N, M); C (N,) or (P, N); D a scalar or (P, M).  A 1-D B means one
+input (M = 1), a 1-D C one output (P = 1); when both are 1-D the model is single-input
+single-output (SISO) and inputs/outputs are 1-D arrays over time.
+
+Also here, for the three views of a linear SSM (continuous, recurrent, convolutional):
+``recurrence(Ab, Bb, C, x)`` runs h_k = Ab h_{k-1} + Bb x_k, y_k = C h_k (+ D x_k) in a plain loop,
+and ``kernel(Ab, Bb, C, L)`` returns K_k = C Ab^k Bb, so that y = K * x (causal convolution).
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.integrate
+import scipy.linalg
+
+from .discretize import _as_float_array, zoh
+
+__all__ = ["ContinuousSSM", "is_stable", "recurrence", "kernel", "causal_convolve",
+           "diagonal_ssm", "spring_mass_damper"]
+
+
+def is_stable(A, margin: float = 0.0) -> bool:
+    """True when every eigenvalue of A has real part < -margin (asymptotic stability of h' = Ah)."""
+    A = _as_float_array(A, "A")
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"A must be a square matrix of shape (N, N), got shape {A.shape}")
+    return bool(np.all(np.linalg.eigvals(A).real < -margin))
+
+
+class ContinuousSSM:
+    """The continuous linear time-invariant system h' = A h + B x, y = C h + D x.
+
+    Parameters
+    ----------
+    A : (N, N) array.  B : (N,) or (N, M).  C : (N,) or (P, N).  D : scalar or (P, M), default 0
+    (the skip connection ``D x``; many models drop it).
+    """
+
+    def __init__(self, A, B, C, D=0.0):
+        A = _as_float_array(A, "A")
+        if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
+            raise ValueError(f"A must be a square matrix of shape (N, N), got shape {A.shape}")
+        N = A.shape[0]
+        B = _as_float_array(B, "B")
+        if B.ndim not in (1, 2) or B.shape[0] != N:
+            raise ValueError(f"B must have shape (N,) or (N, M) with N = {N}, got shape {B.shape}")
+        C = _as_float_array(C, "C")
+        if C.ndim not in (1, 2) or C.shape[-1] != N:
+            raise ValueError(f"C must have shape (N,) or (P, N) with N = {N}, got shape {C.shape}")
+        self.siso = B.ndim == 1 and C.ndim == 1
+        self.A = A
+        self.B = B.reshape(N, -1)
+        self.C = C.reshape(-1, N)
+        self.N, self.M, self.P = N, self.B.shape[1], self.C.shape[0]
+        D = _as_float_array(D, "D")
+        if D.ndim == 0:
+            if self.M != self.P and D != 0:
+                raise ValueError(f"a scalar D needs as many inputs as outputs (M = {self.M}, "
+                                 f"P = {self.P}); pass D of shape (P, M)")
+            D = D * np.eye(self.P, self.M)
+        elif D.shape != (self.P, self.M):
+            raise ValueError(f"D must be a scalar or have shape (P, M) = {(self.P, self.M)}, "
+                             f"got shape {D.shape}")
+        self.D = D
+
+    def __repr__(self):
+        return f"ContinuousSSM(N={self.N}, M={self.M}, P={self.P})"
+
+    # ------------------------------------------------------------------ stability
+    def eigenvalues(self) -> np.ndarray:
+        """Eigenvalues of A (the modes e^{λt} of the free response)."""
+        return np.linalg.eigvals(self.A)
+
+    def is_stable(self) -> bool:
+        """All eigenvalues in the open left half-plane: every free response decays to 0."""
+        return is_stable(self.A)
+
+    def memory_time(self) -> float:
+        """1 / min |Re λ|: the time constant of the slowest mode (inf when a mode does not decay)."""
+        re = self.eigenvalues().real
+        if np.any(re >= 0):
+            return float("inf")
+        return float(1.0 / np.min(-re))
+
+    # ------------------------------------------------------------------ helpers
+    def _check_times(self, t) -> np.ndarray:
+        t = _as_float_array(t, "t")
+        if t.ndim != 1 or t.shape[0] == 0:
+            raise ValueError(f"t must be a non-empty 1-D array of times, got shape {t.shape}")
+        return t
+
+    def _check_input(self, x, L) -> np.ndarray:
+        x = _as_float_array(x, "x")
+        if self.M == 1 and x.shape == (L,):
+            return x.reshape(L, 1)
+        if x.shape != (L, self.M):
+            expect = f"(L,) or (L, 1)" if self.M == 1 else f"(L, M) = {(L, self.M)}"
+            raise ValueError(f"x must have shape {expect} with L = len(t), got shape {x.shape}")
+        return x
+
+    def _out(self, y):
+        return y[:, 0] if self.siso else y
+
+    # ------------------------------------------------------------------ responses
+    def impulse_response(self, t) -> np.ndarray:
+        """K(t) = C exp(tA) B for each time in ``t`` (the D δ(t) part is left out).
+
+        Returns shape (L,) for a SISO model, else (L, P, M).  Uniformly spaced increasing times
+        reuse one matrix exponential, exp(t_k A) = exp(t_0 A) exp(dt A)^k; other grids call
+        ``scipy.linalg.expm`` once per time.
+        """
+        t = self._check_times(t)
+        L = t.shape[0]
+        out = np.empty((L, self.P, self.M))
+        dt = np.diff(t)
+        uniform = L > 1 and dt[0] > 0 and np.allclose(dt, dt[0], rtol=1e-12, atol=0)
+        if uniform:
+            step = scipy.linalg.expm(dt[0] * self.A)
+            E = scipy.linalg.expm(t[0] * self.A) @ self.B
+            for k in range(L):
+                out[k] = self.C @ E
+                E = step @ E
+        else:
+            for k in range(L):
+                out[k] = self.C @ scipy.linalg.expm(t[k] * self.A) @ self.B
+        return out[:, 0, 0] if self.siso else out
+
+    def simulate(self, x, t, h0=None, method: str = "exact", return_state: bool = False):
+        """The output y(t_k) at the times ``t`` (increasing) for the input ``x``, from state h0 at t[0].
+
+        Two kinds of input:
+
+        * an array of samples (shape (L,) or (L, M)): the input is **piecewise constant**, held at
+          x[k] on [t[k], t[k+1]) (zero-order hold).  ``method="exact"`` (default) advances the state
+          with the exact ZOH step of each interval; ``method="ode"`` integrates the ODE on each
+          interval with scipy's DOP853 at rtol 1e-12 (a slow, independent reference).
+        * a callable ``x(t)`` returning a scalar (M = 1) or an (M,) array: the ODE is integrated with
+          DOP853 at rtol 1e-10 (``method`` is ignored).
+
+        y_k = C h(t_k) + D x(t_k).  Returns y of shape (L,) (SISO) or (L, P); with
+        ``return_state=True`` returns ``(y, h)`` with h of shape (L, N).
+        """
+        t = self._check_times(t)
+        L = t.shape[0]
+        if np.any(np.diff(t) <= 0):
+            raise ValueError("t must be strictly increasing")
+        if h0 is None:
+            h = np.zeros(self.N)
+        else:
+            h = _as_float_array(h0, "h0")
+            if h.shape != (self.N,):
+                raise ValueError(f"h0 must have shape (N,) = ({self.N},), got shape {h.shape}")
+        H = np.empty((L, self.N))
+        if callable(x):
+            def xvec(s):
+                v = np.asarray(x(s), dtype=np.float64).reshape(-1)
+                if v.shape != (self.M,):
+                    raise ValueError(f"x(t) must return {self.M} value(s), got shape {v.shape}")
+                return v
+
+            Xs = np.stack([xvec(s) for s in t])
+            if L == 1:
+                H[0] = h
+            else:
+                sol = scipy.integrate.solve_ivp(
+                    lambda s, z: self.A @ z + self.B @ xvec(s), (t[0], t[-1]), h,
+                    method="DOP853", t_eval=t, rtol=1e-10, atol=1e-12)
+                if not sol.success:  # pragma: no cover
+                    raise RuntimeError(sol.message)
+                H[:] = sol.y.T
+        else:
+            Xs = self._check_input(x, L)
+            if method not in ("exact", "ode"):
+                raise ValueError(f"method must be 'exact' or 'ode', got {method!r}")
+            H[0] = h
+            for k in range(L - 1):
+                dt = t[k + 1] - t[k]
+                if method == "exact":
+                    Ab, Bb = zoh(self.A, self.B, dt)
+                    h = Ab @ h + Bb @ Xs[k]
+                else:
+                    u = Xs[k]
+                    sol = scipy.integrate.solve_ivp(
+                        lambda s, z: self.A @ z + self.B @ u, (0.0, dt), h,
+                        method="DOP853", rtol=1e-12, atol=1e-14)
+                    if not sol.success:  # pragma: no cover
+                        raise RuntimeError(sol.message)
+                    h = sol.y[:, -1]
+                H[k + 1] = h
+        y = H @ self.C.T + Xs @ self.D.T
+        y = self._out(y)
+        return (y, H) if return_state else y
+
+
+# ----------------------------------------------------------------------------- discrete views
+def _check_discrete(Ab, Bb, C):
+    Ab = _as_float_array(Ab, "Ab")
+    if Ab.ndim != 2 or Ab.shape[0] != Ab.shape[1]:
+        raise ValueError(f"Ab must be a square matrix of shape (N, N), got shape {Ab.shape}")
+    N = Ab.shape[0]
+    Bb = _as_float_array(Bb, "Bb")
+    if Bb.shape != (N,):
+        raise ValueError(f"Bb must have shape (N,) = ({N},) (one input), got shape {Bb.shape}")
+    C = _as_float_array(C, "C")
+    if C.shape != (N,):
+        raise ValueError(f"C must have shape (N,) = ({N},) (one output), got shape {C.shape}")
+    return Ab, Bb, C
+
+
+def recurrence(Ab, Bb, C, x, D: float = 0.0, h0=None):
+    """The recurrent view (SISO): h_k = Ab h_{k-1} + Bb x_k, y_k = C h_k + D x_k, h_{-1} = h0 (0).
+
+    Ab (N, N), Bb (N,), C (N,), x (L,).  A plain float64 loop; returns y of shape (L,).
+    """
+    Ab, Bb, C = _check_discrete(Ab, Bb, C)
+    x = _as_float_array(x, "x")
+    if x.ndim != 1:
+        raise ValueError(f"x must have shape (L,), got shape {x.shape}")
+    h = np.zeros(Ab.shape[0]) if h0 is None else _as_float_array(h0, "h0")
+    if h.shape != (Ab.shape[0],):
+        raise ValueError(f"h0 must have shape (N,) = ({Ab.shape[0]},), got shape {h.shape}")
+    y = np.empty(x.shape[0])
+    for k in range(x.shape[0]):
+        h = Ab @ h + Bb * x[k]
+        y[k] = C @ h + D * x[k]
+    return y
+
+
+def kernel(Ab, Bb, C, L: int):
+    """The convolutional view (SISO): K_k = C Ab^k Bb for k = 0..L-1, so y = K * x.  Shape (L,)."""
+    Ab, Bb, C = _check_discrete(Ab, Bb, C)
+    if not isinstance(L, (int, np.integer)) or L < 1:
+        raise ValueError(f"L must be a positive int, got {L!r}")
+    K = np.empty(int(L))
+    v = Bb.copy()
+    for k in range(int(L)):
+        K[k] = C @ v
+        v = Ab @ v
+    return K
+
+
+def causal_convolve(K, x):
+    """y_k = Σ_{j≤k} K_j x_{k-j} for 1-D K and x of the same length L (direct sum, float64)."""
+    K = _as_float_array(K, "K")
+    x = _as_float_array(x, "x")
+    if K.ndim != 1 or x.shape != K.shape:
+        raise ValueError(f"K and x must be 1-D of the same length, got shapes {K.shape} and {x.shape}")
+    return np.convolve(K, x)[: x.shape[0]]
+
+
+# ----------------------------------------------------------------------------- examples
+def spring_mass_damper(m: float = 1.0, k: float = 4.0, c: float = 0.8) -> ContinuousSSM:
+    """A mass m on a spring (stiffness k) with damping c, pushed by a force x(t).
+
+    State h = (position, velocity); output y = position.  h' = [[0, 1], [-k/m, -c/m]] h + [0, 1/m] x.
+    """
+    if m <= 0:
+        raise ValueError(f"m must be positive, got {m}")
+    A = np.array([[0.0, 1.0], [-k / m, -c / m]])
+    return ContinuousSSM(A, np.array([0.0, 1.0 / m]), np.array([1.0, 0.0]))
+
+
+def diagonal_ssm(N: int, slowest: float = 0.1, fastest: float = 1.0) -> ContinuousSSM:
+    """A SISO model with N decaying modes: A = −diag(rates), rates geometric from ``fastest`` down
+    to ``slowest`` (N = 1 keeps only ``slowest``); B = 1, C = 1/N, so K(t) = mean(exp(−rate·t))."""
+    if not isinstance(N, (int, np.integer)) or N < 1:
+        raise ValueError(f"N must be a positive int, got {N!r}")
+    if not (0 < slowest <= fastest):
+        raise ValueError(f"need 0 < slowest <= fastest, got slowest={slowest}, fastest={fastest}")
+    rates = np.array([slowest]) if N == 1 else np.geomspace(fastest, slowest, N)
+    return ContinuousSSM(-np.diag(rates), np.ones(N), np.full(N, 1.0 / N))
