@@ -1,0 +1,730 @@
+"""RWKV: attention rewritten as a linear recurrence (chapter 8).
+
+RWKV-4's time mixing computes, for every channel ``c`` separately,
+
+    wkv_t = (sum_{i<t} e^{-(t-1-i) w + k_i} v_i + e^{u + k_t} v_t)
+            / (sum_{i<t} e^{-(t-1-i) w + k_i}     + e^{u + k_t})
+
+with a decay rate ``w`` and a bonus ``u`` (one of each per channel).  It is a softmax-weighted
+average of past values whose logits are the keys minus a penalty that grows linearly with the
+distance, so numerator and denominator are two first-order linear recurrences
+``h_t = e^{-w} h_{t-1} + e^{k_{t-1}} v_{t-1}``: the scan of chapter 6 again.
+
+This module holds
+
+* WKV-4 in four forms: :func:`wkv_reference` (the definition, float64 loops: the oracle),
+  :func:`wkv_naive` (the recurrence on raw exponentials: overflows), :func:`wkv_recurrent`
+  (the recurrence with a running maximum of exponents: stable), :func:`wkv_parallel` (the
+  attention-like L x L form) and :func:`wkv_chunked` (parallel inside chunks, recurrent across);
+* WKV-6, the matrix-valued state with a data-dependent decay: :func:`wkv6_reference`,
+  :func:`wkv6_recurrent`, :func:`wkv6_parallel`;
+* the layers: :class:`TimeMix` (RWKV-4), :class:`TimeMix6` (RWKV-6 style), :class:`ChannelMix`,
+  :class:`RWKVBlock` and a tiny language model :class:`RWKVLM` with a recurrent ``step`` mode;
+* what the chapter's experiments need: a causal softmax-attention baseline
+  (:func:`causal_softmax_attention`, :class:`TransformerLM`), a character corpus that ships with
+  Python (:func:`char_corpus`), a training loop (:func:`train_lm`) and a peak-memory probe
+  (:func:`peak_memory`).
+
+Shapes follow the batch-first convention of the RWKV papers: ``k, v`` are ``(batch, T, C)``;
+``w, u`` are ``(C,)``.  A WKV-4 state is a tuple ``(num, den, p)`` of ``(batch, C)`` tensors that
+stands for numerator ``num * e^p`` and denominator ``den * e^p``.
+"""
+from __future__ import annotations
+
+import math
+import time
+import weakref
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = [
+    "wkv_reference", "wkv_naive", "wkv_recurrent", "wkv_parallel", "wkv_chunked", "wkv_init_state",
+    "wkv6_reference", "wkv6_recurrent", "wkv6_parallel",
+    "TimeMix", "TimeMix6", "ChannelMix", "RWKVBlock", "RWKVLM",
+    "causal_softmax_attention", "TransformerLM", "count_parameters",
+    "char_corpus", "train_lm", "peak_memory",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# input checks
+# ----------------------------------------------------------------------------------------------
+def _check_float(name, x):
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+
+
+def _check_wkv_args(w, u, k, v):
+    for name, x in (("w", w), ("u", u), ("k", k), ("v", v)):
+        _check_float(name, x)
+    if k.dim() != 3:
+        raise ValueError(f"k must have shape (batch, T, C), got {tuple(k.shape)}")
+    B, T, C = k.shape
+    if T < 1:
+        raise ValueError(f"k must have at least one time step, got shape {tuple(k.shape)}")
+    if v.shape != k.shape:
+        raise ValueError(f"v must have the shape of k (batch, T, C) = {tuple(k.shape)}, got {tuple(v.shape)}")
+    for name, x in (("w", w), ("u", u)):
+        if x.shape != (C,):
+            raise ValueError(f"{name} must have shape (C,) = ({C},), got {tuple(x.shape)}")
+    dtypes = {x.dtype for x in (w, u, k, v)}
+    if len(dtypes) != 1:
+        raise ValueError(f"w, u, k, v must share one dtype, got {sorted(str(d) for d in dtypes)}")
+    return B, T, C
+
+
+def _check_wkv_state(state, B, C, dtype):
+    if state is None:
+        return None
+    if not (isinstance(state, (tuple, list)) and len(state) == 3):
+        raise ValueError("state must be a tuple (num, den, p) of (batch, C) tensors")
+    for name, s in zip(("num", "den", "p"), state):
+        _check_float(f"state[{name}]", s)
+        if s.shape != (B, C):
+            raise ValueError(f"state[{name}] must have shape (batch, C) = ({B}, {C}), got {tuple(s.shape)}")
+        if s.dtype != dtype:
+            raise ValueError(f"state[{name}] must have dtype {dtype}, got {s.dtype}")
+    return tuple(state)
+
+
+def wkv_init_state(batch: int, channels: int, dtype=torch.float32, device=None):
+    """The empty WKV-4 state: nothing seen yet (``num = den = 0``, exponent ``p = -inf``)."""
+    z = torch.zeros(batch, channels, dtype=dtype, device=device)
+    return (z, z.clone(), torch.full_like(z, -math.inf))
+
+
+# ----------------------------------------------------------------------------------------------
+# WKV-4
+# ----------------------------------------------------------------------------------------------
+def wkv_reference(w, u, k, v):
+    """WKV-4 straight from its definition, in float64 NumPy loops (the oracle).
+
+    For every batch element and time step it lists the exponents ``-(t-1-i) w + k_i`` of the
+    past tokens and ``u + k_t`` of the current one, shifts them by their maximum (which cancels
+    between numerator and denominator) and forms the weighted average of the values.
+    Returns a float64 tensor ``(batch, T, C)`` on the device of ``k``.
+    """
+    B, T, C = _check_wkv_args(w, u, k, v)
+    w_, u_ = w.detach().cpu().double().numpy(), u.detach().cpu().double().numpy()
+    k_, v_ = k.detach().cpu().double().numpy(), v.detach().cpu().double().numpy()
+    out = np.empty((B, T, C))
+    for b in range(B):
+        for t in range(T):
+            expo = np.empty((t + 1, C))
+            for i in range(t):
+                expo[i] = -(t - 1 - i) * w_ + k_[b, i]
+            expo[t] = u_ + k_[b, t]
+            m = expo.max(axis=0)
+            weight = np.exp(expo - m)
+            out[b, t] = (weight * v_[b, : t + 1]).sum(axis=0) / weight.sum(axis=0)
+    return torch.from_numpy(out).to(k.device)
+
+
+def wkv_naive(w, u, k, v):
+    """WKV-4 as a recurrence on raw exponentials (numerically unsafe; for the chapter's demo).
+
+    ``num_t = e^{-w} num_{t-1} + e^{k_{t-1}} v_{t-1}`` and the same for ``den`` without ``v``:
+    exact in exact arithmetic, but ``e^{k}`` overflows float32 as soon as a key exceeds ~88.7.
+    """
+    B, T, C = _check_wkv_args(w, u, k, v)
+    num = torch.zeros(B, C, dtype=k.dtype, device=k.device)
+    den = torch.zeros_like(num)
+    decay, bonus = torch.exp(-w), torch.exp(u)
+    out = []
+    for t in range(T):
+        ek = torch.exp(k[:, t])
+        out.append((num + bonus * ek * v[:, t]) / (den + bonus * ek))
+        num = decay * num + ek * v[:, t]
+        den = decay * den + ek
+    return torch.stack(out, dim=1)
+
+
+def wkv_recurrent(w, u, k, v, state=None, return_state=False):
+    """WKV-4 as a stable recurrence: the state keeps a running maximum ``p`` of exponents.
+
+    The state ``(num, den, p)`` stands for ``(num e^p, den e^p)``.  Each step rescales by the
+    largest exponent in play, so every ``exp`` has an argument <= 0 and nothing overflows.
+    ``state`` (default: empty) lets a long sequence be processed in pieces.
+    """
+    B, T, C = _check_wkv_args(w, u, k, v)
+    state = _check_wkv_state(state, B, C, k.dtype)
+    num, den, p = state if state is not None else wkv_init_state(B, C, k.dtype, k.device)
+    out = []
+    for t in range(T):
+        kt, vt = k[:, t], v[:, t]
+        # output: past (exponent p) against the current token (exponent u + k_t)
+        e_now = u + kt
+        q = torch.maximum(p, e_now)
+        a, b = torch.exp(p - q), torch.exp(e_now - q)
+        out.append((a * num + b * vt) / (a * den + b))
+        # state update: decay the past (exponent p - w), add the current token (exponent k_t)
+        e_past = p - w
+        q = torch.maximum(e_past, kt)
+        a, b = torch.exp(e_past - q), torch.exp(kt - q)
+        num, den, p = a * num + b * vt, a * den + b, q
+    y = torch.stack(out, dim=1)
+    return (y, (num, den, p)) if return_state else y
+
+
+def wkv_parallel(w, u, k, v, state=None, return_state=False):
+    """WKV-4 in its parallel, attention-like form: an L x L matrix of logits per channel.
+
+    ``logit[t, i] = k_i - (t-1-i) w`` for ``i < t``, ``u + k_t`` on the diagonal, ``-inf`` above
+    it; the output is the softmax-weighted average of ``v`` along ``i``.  A carried ``state``
+    enters as one more column with logit ``p - t w``.  Memory is O(batch * T^2 * C).
+    """
+    B, T, C = _check_wkv_args(w, u, k, v)
+    state = _check_wkv_state(state, B, C, k.dtype)
+    t = torch.arange(T, device=k.device)
+    dist = (t[:, None] - 1 - t[None, :]).to(k.dtype)  # (T, T): t - 1 - i
+    past = k[:, None, :, :] - dist[None, :, :, None] * w  # (B, T, T, C) indexed [b, t, i, c]
+    now = (u + k)[:, :, None, :]  # (B, T, 1, C), used on the diagonal
+    eye = (t[:, None] == t[None, :])[None, :, :, None]
+    causal = (t[:, None] > t[None, :])[None, :, :, None]
+    logits = torch.where(causal, past, torch.where(eye, now, torch.full_like(past, -math.inf)))
+    m = logits.amax(dim=2)  # (B, T, C); finite: the diagonal always is
+    if state is not None:
+        num0, den0, p0 = state
+        s_logit = p0[:, None, :] - t[None, :, None].to(k.dtype) * w  # (B, T, C)
+        m = torch.maximum(m, s_logit)
+    m = m.detach()  # the shift cancels between numerator and denominator
+    e = torch.exp(logits - m[:, :, None, :])
+    num = (e * v[:, None, :, :]).sum(dim=2)
+    den = e.sum(dim=2)
+    if state is not None:
+        es = torch.exp(s_logit - m)
+        num, den = num + es * num0[:, None, :], den + es * den0[:, None, :]
+    y = num / den
+    if not return_state:
+        return y
+    # state after the last token: sum_i e^{k_i - (T-1-i) w} (v_i, 1) plus the decayed old state
+    lg = k - (T - 1 - t).to(k.dtype)[None, :, None] * w  # (B, T, C)
+    p = lg.amax(dim=1)
+    if state is not None:
+        p = torch.maximum(p, p0 - T * w)
+    e = torch.exp(lg - p[:, None, :])
+    num_T, den_T = (e * v).sum(dim=1), e.sum(dim=1)
+    if state is not None:
+        es = torch.exp(p0 - T * w - p)
+        num_T, den_T = num_T + es * num0, den_T + es * den0
+    return y, (num_T, den_T, p)
+
+
+def wkv_chunked(w, u, k, v, chunk=64, state=None, return_state=False):
+    """WKV-4 in chunks: the parallel form inside each chunk, the state carried across them.
+
+    Time O(T * chunk), memory O(chunk^2) per channel: linear in T, and still parallel inside
+    a chunk.  Equal to :func:`wkv_recurrent` and :func:`wkv_parallel`.
+    """
+    B, T, C = _check_wkv_args(w, u, k, v)
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    state = _check_wkv_state(state, B, C, k.dtype)
+    if state is None:
+        state = wkv_init_state(B, C, k.dtype, k.device)
+    ys = []
+    for s in range(0, T, chunk):
+        y, state = wkv_parallel(w, u, k[:, s:s + chunk], v[:, s:s + chunk], state=state, return_state=True)
+        ys.append(y)
+    y = torch.cat(ys, dim=1)
+    return (y, state) if return_state else y
+
+
+# ----------------------------------------------------------------------------------------------
+# WKV-6: matrix-valued state, data-dependent decay
+# ----------------------------------------------------------------------------------------------
+def _check_wkv6_args(r, log_w, k, v, u):
+    for name, x in (("r", r), ("log_w", log_w), ("k", k), ("v", v), ("u", u)):
+        _check_float(name, x)
+    if k.dim() != 4:
+        raise ValueError(f"k must have shape (batch, T, H, K), got {tuple(k.shape)}")
+    B, T, H, K = k.shape
+    if T < 1:
+        raise ValueError(f"k must have at least one time step, got shape {tuple(k.shape)}")
+    for name, x in (("r", r), ("log_w", log_w)):
+        if x.shape != k.shape:
+            raise ValueError(f"{name} must have the shape of k (batch, T, H, K) = {tuple(k.shape)}, "
+                             f"got {tuple(x.shape)}")
+    if v.dim() != 4 or v.shape[:3] != (B, T, H):
+        raise ValueError(f"v must have shape (batch, T, H, V) = ({B}, {T}, {H}, V), got {tuple(v.shape)}")
+    if u.shape != (H, K):
+        raise ValueError(f"u must have shape (H, K) = ({H}, {K}), got {tuple(u.shape)}")
+    dtypes = {x.dtype for x in (r, log_w, k, v, u)}
+    if len(dtypes) != 1:
+        raise ValueError(f"r, log_w, k, v, u must share one dtype, got {sorted(str(d) for d in dtypes)}")
+    return B, T, H, K, v.shape[3]
+
+
+def _check_wkv6_state(state, B, H, K, V, like):
+    if state is None:
+        return torch.zeros(B, H, K, V, dtype=like.dtype, device=like.device)
+    _check_float("state", state)
+    if state.shape != (B, H, K, V):
+        raise ValueError(f"state must have shape (batch, H, K, V) = ({B}, {H}, {K}, {V}), got {tuple(state.shape)}")
+    if state.dtype != like.dtype:
+        raise ValueError(f"state must have dtype {like.dtype}, got {state.dtype}")
+    return state
+
+
+def wkv6_reference(r, log_w, k, v, u):
+    """WKV-6 from its definition, float64 NumPy loops (the oracle).
+
+    ``y_t = sum_{i<t} (r_t * prod_{s=i+1}^{t-1} w_s * k_i) . v_i + (r_t * u * k_t) . v_t`` per
+    head, with the per-step, per-channel decay ``w_s = exp(log_w_s)``.  Returns ``(batch, T, H, V)``.
+    """
+    B, T, H, K, V = _check_wkv6_args(r, log_w, k, v, u)
+    r_, lw, k_, v_, u_ = (x.detach().cpu().double().numpy() for x in (r, log_w, k, v, u))
+    out = np.zeros((B, T, H, V))
+    for b in range(B):
+        for h in range(H):
+            for t in range(T):
+                for i in range(t):
+                    decay = np.exp(lw[b, i + 1:t, h].sum(axis=0))  # empty product = 1 when i = t-1
+                    out[b, t, h] += (r_[b, t, h] * decay * k_[b, i, h]).sum() * v_[b, i, h]
+                out[b, t, h] += (r_[b, t, h] * u_[h] * k_[b, t, h]).sum() * v_[b, t, h]
+    return torch.from_numpy(out).to(k.device)
+
+
+def wkv6_recurrent(r, log_w, k, v, u, state=None, return_state=False):
+    """WKV-6 as a recurrence on the matrix state ``S`` (batch, H, K, V).
+
+    ``y_t = r_t (S_{t-1} + diag(u) k_t^T v_t)``, ``S_t = diag(w_t) S_{t-1} + k_t^T v_t``: each
+    entry of ``S`` is a first-order linear recurrence with the data-dependent coefficient ``w_t``.
+    """
+    B, T, H, K, V = _check_wkv6_args(r, log_w, k, v, u)
+    S = _check_wkv6_state(state, B, H, K, V, k)
+    out = []
+    for t in range(T):
+        kv = k[:, t, :, :, None] * v[:, t, :, None, :]  # (B, H, K, V)
+        out.append(torch.einsum("bhk,bhkv->bhv", r[:, t], S + u[None, :, :, None] * kv))
+        S = torch.exp(log_w[:, t])[..., None] * S + kv
+    y = torch.stack(out, dim=1)
+    return (y, S) if return_state else y
+
+
+def wkv6_parallel(r, log_w, k, v, u, state=None, return_state=False):
+    """WKV-6 in parallel form: decays between any two steps from a cumulative sum of ``log_w``.
+
+    ``prod_{s=i+1}^{t-1} w_s = exp(L_{t-1} - L_i)`` with ``L_t = sum_{s<=t} log_w_s``; only
+    ``i < t`` is evaluated (the other entries would be positive exponents), so nothing overflows
+    when ``log_w <= 0``.  Memory O(batch * T^2 * H * K).
+    """
+    B, T, H, K, V = _check_wkv6_args(r, log_w, k, v, u)
+    S0 = _check_wkv6_state(state, B, H, K, V, k)
+    L = torch.cumsum(log_w, dim=1)  # L_t
+    Lprev = L - log_w  # L_{t-1}
+    t = torch.arange(T, device=k.device)
+    causal = (t[:, None] > t[None, :])[None, :, :, None, None]
+    diff = Lprev[:, :, None] - L[:, None, :]  # (B, T, T, H, K) indexed [b, t, i, h, k]
+    decay = torch.exp(torch.where(causal, diff, torch.full_like(diff, -math.inf)))
+    A = torch.einsum("bthk,btihk,bihk->bhti", r, decay, k)
+    A = A + torch.diag_embed(torch.einsum("bthk,hk,bthk->bht", r, u, k))
+    y = torch.einsum("bhti,bihv->bthv", A, v)
+    y = y + torch.einsum("bthk,bhkv->bthv", r * torch.exp(Lprev), S0)
+    if not return_state:
+        return y
+    to_end = torch.exp(L[:, -1:] - L)  # (B, T, H, K): prod_{s=i+1}^{T-1} w_s
+    S = torch.exp(L[:, -1])[..., None] * S0 + torch.einsum("bihk,bihv->bhkv", to_end * k, v)
+    return y, S
+
+
+# ----------------------------------------------------------------------------------------------
+# layers
+# ----------------------------------------------------------------------------------------------
+def _token_shift(x, last):
+    """``x`` shifted one step to the right along time, ``last`` (batch, C) filling the gap."""
+    return torch.cat([last[:, None, :], x[:, :-1]], dim=1)
+
+
+def _check_x(x, d_model, name="x"):
+    _check_float(name, x)
+    if x.dim() != 3 or x.shape[-1] != d_model or x.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (batch, L, d_model={d_model}) with L >= 1, got {tuple(x.shape)}")
+
+
+def _ramp(n, lo, hi):
+    return torch.linspace(lo, hi, n) if n > 1 else torch.tensor([0.5 * (lo + hi)])
+
+
+class TimeMix(nn.Module):
+    """RWKV-4 time mixing: token shift, R/K/V projections, WKV with decay ``w`` and bonus ``u``.
+
+    ``w = exp(time_decay) > 0`` (one decay rate per channel), ``u = time_first``.  The output is
+    ``W_o(sigmoid(r) * wkv)``: the receptance ``r`` gates how much of the attended past is let in.
+    State: ``(x_last, (num, den, p))``.
+    """
+
+    def __init__(self, d_model: int, wkv_mode: str = "parallel"):
+        super().__init__()
+        if wkv_mode not in ("parallel", "recurrent", "chunked"):
+            raise ValueError(f"wkv_mode must be 'parallel', 'recurrent' or 'chunked', got {wkv_mode!r}")
+        self.d_model, self.wkv_mode = d_model, wkv_mode
+        # decay rates spread log-uniformly from slow (w = e^-4, long memory) to fast (w = e^1)
+        self.time_decay = nn.Parameter(_ramp(d_model, -4.0, 1.0))
+        self.time_first = nn.Parameter(torch.zeros(d_model))
+        self.mix_k = nn.Parameter(_ramp(d_model, 1.0, 0.5))
+        self.mix_v = nn.Parameter(_ramp(d_model, 1.0, 0.4))
+        self.mix_r = nn.Parameter(_ramp(d_model, 1.0, 0.6))
+        self.key = nn.Linear(d_model, d_model, bias=False)
+        self.value = nn.Linear(d_model, d_model, bias=False)
+        self.receptance = nn.Linear(d_model, d_model, bias=False)
+        self.output = nn.Linear(d_model, d_model, bias=False)
+
+    def allocate_state(self, batch, device=None, dtype=None):
+        dtype = dtype or self.key.weight.dtype
+        return (torch.zeros(batch, self.d_model, device=device, dtype=dtype),
+                wkv_init_state(batch, self.d_model, dtype, device))
+
+    def forward(self, x, state=None):
+        _check_x(x, self.d_model)
+        B = x.shape[0]
+        if state is None:
+            state = self.allocate_state(B, x.device, x.dtype)
+        x_last, wkv_state = state
+        xx = _token_shift(x, x_last)
+        k = self.key(x * self.mix_k + xx * (1 - self.mix_k))
+        v = self.value(x * self.mix_v + xx * (1 - self.mix_v))
+        r = self.receptance(x * self.mix_r + xx * (1 - self.mix_r))
+        w = torch.exp(self.time_decay)
+        fn = {"parallel": wkv_parallel, "recurrent": wkv_recurrent, "chunked": wkv_chunked}[self.wkv_mode]
+        y, wkv_state = fn(w, self.time_first, k, v, state=wkv_state, return_state=True)
+        return self.output(torch.sigmoid(r) * y), (x[:, -1], wkv_state)
+
+
+class TimeMix6(nn.Module):
+    """RWKV-6 style time mixing: multi-head matrix state and a data-dependent decay.
+
+    The decay of channel ``c`` at step ``t`` is ``w_t = exp(-exp(d_t))`` with
+    ``d_t = time_decay + tanh(x_t A) B`` (a low-rank function of the token): each token decides
+    how fast the state forgets, which is RWKV's form of selectivity.  Simplified against the paper:
+    the token-shift interpolation weights are static (RWKV-6 makes them data-dependent too).
+    Output: ``W_o(GroupNorm(wkv) * silu(g))``.  State: ``(x_last, S)`` with ``S`` (batch, H, K, K).
+    """
+
+    def __init__(self, d_model: int, n_head: int, decay_rank: int = 16, wkv_mode: str = "parallel"):
+        super().__init__()
+        if d_model % n_head:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_head ({n_head})")
+        if wkv_mode not in ("parallel", "recurrent"):
+            raise ValueError(f"wkv_mode must be 'parallel' or 'recurrent', got {wkv_mode!r}")
+        self.d_model, self.n_head, self.head_size, self.wkv_mode = d_model, n_head, d_model // n_head, wkv_mode
+        self.mix = nn.Parameter(torch.stack([_ramp(d_model, 1.0, 0.5)] * 5))  # r, k, v, w, g
+        self.time_decay = nn.Parameter(_ramp(d_model, -4.0, 1.0))
+        self.decay_A = nn.Parameter(torch.zeros(d_model, decay_rank))
+        self.decay_B = nn.Parameter(torch.randn(decay_rank, d_model) * 0.1)
+        self.time_first = nn.Parameter(torch.zeros(n_head, self.head_size))
+        self.receptance = nn.Linear(d_model, d_model, bias=False)
+        self.key = nn.Linear(d_model, d_model, bias=False)
+        self.value = nn.Linear(d_model, d_model, bias=False)
+        self.gate = nn.Linear(d_model, d_model, bias=False)
+        self.output = nn.Linear(d_model, d_model, bias=False)
+        self.norm = nn.GroupNorm(n_head, d_model)
+
+    def allocate_state(self, batch, device=None, dtype=None):
+        dtype = dtype or self.key.weight.dtype
+        K = self.head_size
+        return (torch.zeros(batch, self.d_model, device=device, dtype=dtype),
+                torch.zeros(batch, self.n_head, K, K, device=device, dtype=dtype))
+
+    def log_decay(self, xw):
+        """``log w_t = -exp(time_decay + tanh(xw A) B)`` (batch, L, d_model), always < 0."""
+        return -torch.exp(self.time_decay + torch.tanh(xw @ self.decay_A) @ self.decay_B)
+
+    def forward(self, x, state=None):
+        _check_x(x, self.d_model)
+        B, L, C = x.shape
+        if state is None:
+            state = self.allocate_state(B, x.device, x.dtype)
+        x_last, S = state
+        xx = _token_shift(x, x_last)
+        xr, xk, xv, xw, xg = (x * m + xx * (1 - m) for m in self.mix)
+        H, K = self.n_head, self.head_size
+        r, k, v = (f(z).view(B, L, H, K) for f, z in ((self.receptance, xr), (self.key, xk), (self.value, xv)))
+        log_w = self.log_decay(xw).view(B, L, H, K)
+        fn = wkv6_parallel if self.wkv_mode == "parallel" else wkv6_recurrent
+        y, S = fn(r, log_w, k, v, self.time_first, state=S, return_state=True)
+        y = self.norm(y.reshape(B * L, C)).view(B, L, C)
+        return self.output(y * F.silu(self.gate(xg))), (x[:, -1], S)
+
+
+class ChannelMix(nn.Module):
+    """RWKV channel mixing: token shift, ``sigmoid(r) * W_v relu(W_k x)^2``.  State: ``x_last``."""
+
+    def __init__(self, d_model: int, hidden: int | None = None):
+        super().__init__()
+        hidden = hidden or 4 * d_model
+        self.d_model = d_model
+        self.mix_k = nn.Parameter(_ramp(d_model, 1.0, 0.5))
+        self.mix_r = nn.Parameter(_ramp(d_model, 1.0, 0.5))
+        self.key = nn.Linear(d_model, hidden, bias=False)
+        self.value = nn.Linear(hidden, d_model, bias=False)
+        self.receptance = nn.Linear(d_model, d_model, bias=False)
+
+    def allocate_state(self, batch, device=None, dtype=None):
+        return torch.zeros(batch, self.d_model, device=device, dtype=dtype or self.key.weight.dtype)
+
+    def forward(self, x, state=None):
+        _check_x(x, self.d_model)
+        if state is None:
+            state = self.allocate_state(x.shape[0], x.device, x.dtype)
+        xx = _token_shift(x, state)
+        k = torch.relu(self.key(x * self.mix_k + xx * (1 - self.mix_k))) ** 2
+        r = torch.sigmoid(self.receptance(x * self.mix_r + xx * (1 - self.mix_r)))
+        return r * self.value(k), x[:, -1]
+
+
+class RWKVBlock(nn.Module):
+    """``x + TimeMix(LN(x))`` then ``x + ChannelMix(LN(x))``; ``version`` 4 or 6 picks the time mix."""
+
+    def __init__(self, d_model: int, version: int = 4, n_head: int = 1, ffn_hidden: int | None = None,
+                 wkv_mode: str = "parallel"):
+        super().__init__()
+        if version not in (4, 6):
+            raise ValueError(f"version must be 4 or 6, got {version!r}")
+        self.d_model = d_model
+        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.att = TimeMix(d_model, wkv_mode) if version == 4 else TimeMix6(d_model, n_head, wkv_mode=wkv_mode)
+        self.ffn = ChannelMix(d_model, ffn_hidden)
+
+    def allocate_state(self, batch, device=None, dtype=None):
+        return (self.att.allocate_state(batch, device, dtype), self.ffn.allocate_state(batch, device, dtype))
+
+    def forward(self, x, state=None):
+        att_state, ffn_state = state if state is not None else (None, None)
+        a, att_state = self.att(self.ln1(x), att_state)
+        x = x + a
+        f, ffn_state = self.ffn(self.ln2(x), ffn_state)
+        return x + f, (att_state, ffn_state)
+
+
+class RWKVLM(nn.Module):
+    """A tiny RWKV language model: embedding, LN, ``n_layer`` blocks, LN, tied head.
+
+    ``forward(tokens, state=None, return_state=False)`` runs a whole (piece of a) sequence;
+    ``step(token, state)`` runs one token in O(1) time and memory (the RNN mode).
+    Both carry the same state, so a stream can be processed in any split.
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, n_layer: int, version: int = 4, n_head: int = 1,
+                 ffn_hidden: int | None = None, wkv_mode: str = "parallel"):
+        super().__init__()
+        self.vocab_size, self.d_model = vocab_size, d_model
+        self.emb = nn.Embedding(vocab_size, d_model)
+        nn.init.normal_(self.emb.weight, std=0.02)
+        self.ln0, self.ln_out = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.blocks = nn.ModuleList(RWKVBlock(d_model, version, n_head, ffn_hidden, wkv_mode) for _ in range(n_layer))
+
+    def allocate_state(self, batch, device=None, dtype=None):
+        return [b.allocate_state(batch, device, dtype) for b in self.blocks]
+
+    def _check_tokens(self, tokens, ndim, shape):
+        if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.int64 or tokens.dim() != ndim:
+            got = f"{tokens.dtype} {tuple(tokens.shape)}" if isinstance(tokens, torch.Tensor) else type(tokens).__name__
+            raise ValueError(f"tokens must be an int64 tensor of shape {shape}, got {got}")
+
+    def forward(self, tokens, state=None, return_state=False):
+        self._check_tokens(tokens, 2, "(batch, L)")
+        if tokens.shape[1] < 1:
+            raise ValueError(f"tokens must have L >= 1, got shape {tuple(tokens.shape)}")
+        if state is not None and len(state) != len(self.blocks):
+            raise ValueError(f"state must hold one entry per layer ({len(self.blocks)}), got {len(state)}")
+        x = self.ln0(self.emb(tokens))
+        new_state = []
+        for i, block in enumerate(self.blocks):
+            x, s = block(x, None if state is None else state[i])
+            new_state.append(s)
+        logits = self.ln_out(x) @ self.emb.weight.T
+        return (logits, new_state) if return_state else logits
+
+    def step(self, token, state):
+        """One token ``(batch,)`` int64 -> ``(logits (batch, vocab), state)``."""
+        self._check_tokens(token, 1, "(batch,)")
+        logits, state = self.forward(token[:, None], state, return_state=True)
+        return logits[:, 0], state
+
+
+# ----------------------------------------------------------------------------------------------
+# the attention baseline
+# ----------------------------------------------------------------------------------------------
+def causal_softmax_attention(q, k, v):
+    """Causal softmax attention ``softmax(q k^T / sqrt(d) + mask) v`` on (batch, T, H, D) tensors.
+
+    Written out (no fused kernel) so that its T x T score matrix is visible: O(T^2) time and memory.
+    """
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        _check_float(name, x)
+        if x.dim() != 4:
+            raise ValueError(f"{name} must have shape (batch, T, H, D), got {tuple(x.shape)}")
+    if k.shape != q.shape or v.shape[:3] != q.shape[:3]:
+        raise ValueError(f"q, k must have one shape (batch, T, H, D) and v (batch, T, H, Dv); got "
+                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    T, D = q.shape[1], q.shape[3]
+    scores = torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(D)
+    mask = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
+    scores = scores.masked_fill(mask, -math.inf)
+    return torch.einsum("bhts,bshd->bthd", torch.softmax(scores, dim=-1), v)
+
+
+class _AttentionBlock(nn.Module):
+    def __init__(self, d_model, n_head, ffn_hidden):
+        super().__init__()
+        self.n_head = n_head
+        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.proj = nn.Linear(d_model, d_model, bias=False)
+        self.ffn = nn.Sequential(nn.Linear(d_model, ffn_hidden), nn.GELU(), nn.Linear(ffn_hidden, d_model))
+
+    def forward(self, x):
+        B, L, C = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(B, L, 3, self.n_head, C // self.n_head).unbind(2)
+        x = x + self.proj(causal_softmax_attention(q, k, v).reshape(B, L, C))
+        return x + self.ffn(self.ln2(x))
+
+
+class TransformerLM(nn.Module):
+    """A small pre-LN causal Transformer (learned positions, tied head): the chapter's baseline."""
+
+    def __init__(self, vocab_size: int, d_model: int, n_layer: int, n_head: int = 4, max_len: int = 512,
+                 ffn_hidden: int | None = None):
+        super().__init__()
+        if d_model % n_head:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_head ({n_head})")
+        self.max_len = max_len
+        self.emb = nn.Embedding(vocab_size, d_model)
+        self.pos = nn.Parameter(torch.zeros(max_len, d_model))
+        nn.init.normal_(self.emb.weight, std=0.02)
+        nn.init.normal_(self.pos, std=0.02)
+        self.blocks = nn.ModuleList(_AttentionBlock(d_model, n_head, ffn_hidden or 4 * d_model) for _ in range(n_layer))
+        self.ln_out = nn.LayerNorm(d_model)
+
+    def forward(self, tokens):
+        if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.int64 or tokens.dim() != 2:
+            raise ValueError("tokens must be an int64 tensor of shape (batch, L)")
+        L = tokens.shape[1]
+        if not 1 <= L <= self.max_len:
+            raise ValueError(f"tokens must have 1 <= L <= max_len={self.max_len}, got L={L}")
+        x = self.emb(tokens) + self.pos[:L]
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_out(x) @ self.emb.weight.T
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters (a tied weight counts once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# ----------------------------------------------------------------------------------------------
+# data, training, measurement
+# ----------------------------------------------------------------------------------------------
+def char_corpus(n_chars: int = 200_000):
+    """Characters of Python's own documentation (``pydoc_data.topics``, ships with Python).
+
+    Non-ASCII characters become ``'?'``.  Returns ``(ids, alphabet)``: an int64 tensor of
+    ``n_chars`` token ids and the string of characters they index.
+    """
+    import pydoc_data.topics
+
+    if not isinstance(n_chars, int) or n_chars < 2:
+        raise ValueError(f"n_chars must be an int >= 2, got {n_chars!r}")
+    text = "".join(pydoc_data.topics.topics[key] for key in sorted(pydoc_data.topics.topics))
+    text = "".join(ch if (ch.isascii() and (ch.isprintable() or ch == "\n")) else "?" for ch in text)
+    if n_chars > len(text):
+        raise ValueError(f"n_chars must be <= {len(text)} (the corpus size), got {n_chars}")
+    text = text[:n_chars]
+    alphabet = "".join(sorted(set(text)))
+    index = {ch: i for i, ch in enumerate(alphabet)}
+    return torch.tensor([index[ch] for ch in text], dtype=torch.int64), alphabet
+
+
+def _batches(ids, batch, seq_len, gen):
+    starts = torch.randint(0, len(ids) - seq_len - 1, (batch,), generator=gen)
+    x = torch.stack([ids[s:s + seq_len] for s in starts.tolist()])
+    y = torch.stack([ids[s + 1:s + seq_len + 1] for s in starts.tolist()])
+    return x, y
+
+
+def train_lm(model, train_ids, val_ids, steps=200, batch=32, seq_len=64, lr=3e-3, eval_every=25,
+             eval_batches=4, seed=0):
+    """Train a next-character model with AdamW; return its learning curves.
+
+    Returns a dict with ``step``, ``train_loss`` (mean over the last ``eval_every`` steps),
+    ``val_loss`` (mean over ``eval_batches`` fixed validation batches), ``seconds`` (wall clock
+    at each evaluation) and ``params``.  Losses are cross-entropies in nats per character.
+    """
+    for name, ids in (("train_ids", train_ids), ("val_ids", val_ids)):
+        if not isinstance(ids, torch.Tensor) or ids.dtype != torch.int64 or ids.dim() != 1 or len(ids) <= seq_len + 1:
+            raise ValueError(f"{name} must be a 1-D int64 tensor longer than seq_len + 1 = {seq_len + 1}")
+    gen = torch.Generator().manual_seed(seed)
+    val = [_batches(val_ids, batch, seq_len, gen) for _ in range(eval_batches)]
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20))
+    hist = {"step": [], "train_loss": [], "val_loss": [], "seconds": [], "params": count_parameters(model)}
+    running, t0 = [], time.perf_counter()
+    for step in range(1, steps + 1):
+        model.train()
+        x, y = _batches(train_ids, batch, seq_len, gen)
+        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        running.append(loss.item())
+        if step % eval_every == 0 or step == steps:
+            model.eval()
+            with torch.no_grad():
+                v = sum(F.cross_entropy(model(a).flatten(0, 1), b.flatten()).item() for a, b in val) / len(val)
+            hist["step"].append(step)
+            hist["train_loss"].append(sum(running) / len(running))
+            hist["val_loss"].append(v)
+            hist["seconds"].append(time.perf_counter() - t0)
+            running = []
+    return hist
+
+
+def peak_memory(fn, *args, **kwargs):
+    """Run ``fn(*args, **kwargs)`` and return ``(result, peak_bytes)``.
+
+    ``peak_bytes`` is the largest total size of tensors that torch operators created inside the
+    call and that were alive at the same time (inputs not counted; views and in-place results
+    share storage and are not counted twice).  Works on any device; use it under
+    ``torch.no_grad()`` (tensors saved for backward live in C++ and are not seen).
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    live = {"now": 0, "peak": 0}
+    seen = {}
+
+    def release(key, nbytes):
+        if seen.pop(key, None) is not None:
+            live["now"] -= nbytes
+
+    class Probe(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            inputs = {a.untyped_storage().data_ptr() for a in list(args) + list(kwargs.values())
+                      if isinstance(a, torch.Tensor)}
+            outs = out if isinstance(out, (tuple, list)) else (out,)
+            for o in outs:
+                if not isinstance(o, torch.Tensor) or o._base is not None:
+                    continue
+                st = o.untyped_storage()
+                key = st.data_ptr()
+                if key in seen or key in inputs or st.nbytes() == 0:
+                    continue
+                seen[key] = True
+                live["now"] += st.nbytes()
+                live["peak"] = max(live["peak"], live["now"])
+                weakref.finalize(o, release, key, st.nbytes())
+            return out
+
+    with Probe():
+        result = fn(*args, **kwargs)
+    return result, live["peak"]
