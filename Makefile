@@ -6,7 +6,7 @@ BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed
 JB_FLAGS = -W -n --keep-going
 
-.PHONY: book test test-fast chapter venv browser clean
+.PHONY: book test test-fast chapter venv browser vendor slides print clean
 
 venv: $(STAMP)
 
@@ -27,9 +27,24 @@ book: venv
 	rm -rf _build/html _build/.doctrees
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/jupyter-book build . $(JB_FLAGS)
 
-# The whole test suite: build the book (executing every chapter), then pytest,
-# including the tests on the built HTML and the browser tests.
+# Reveal.js and MathJax for the slides and the printable book (npm registry), into _build/vendor.
+vendor:
+	bash scripts/vendor.sh
+
+# One slide deck per chapter from the executed notebooks: _build/slides/NN_name.slides.html
+slides: venv vendor
+	@test -d _build/jupyter_execute || $(MAKE) book
+	$(BIN)/python scripts/make_slides.py
+
+# The printable book: _build/html/print.html (one page) and _build/print/ssmbook.pdf
+print: venv vendor browser
+	@test -f _build/html/index.html || $(MAKE) book
+	$(BIN)/python scripts/make_print.py
+
+# The whole test suite: build the book (executing every chapter), the slides and the printable
+# book, then pytest, including the tests on the built HTML, the decks, the PDF and the browser tests.
 test: venv browser book
+	$(MAKE) slides print
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra tests
 
 # Package and kernel tests only (no book build).

@@ -183,11 +183,9 @@ class MambaBlock(nn.Module):
         xs = self.conv1d(xs.transpose(1, 2))[..., :L]             # causal: keep the first L outputs
         xs = F.silu(xs)                                           # (b, d_inner, L)
         delta, B, C = self.ssm_params(xs.transpose(1, 2))
-        scan = sel.selective_scan_ref if self.backend == "ref" else sel.selective_scan
-        kw = {} if self.backend == "ref" else {"backend": self.backend}
-        y = scan(xs.contiguous(), delta.contiguous(), self.A, B.contiguous(), C.contiguous(),
-                 D=self.D, z=z.transpose(1, 2).contiguous(), delta_bias=self.delta_bias,
-                 delta_softplus=True, **kw)
+        y = sel.selective_scan(xs.contiguous(), delta.contiguous(), self.A, B.contiguous(), C.contiguous(),
+                               D=self.D, z=z.transpose(1, 2).contiguous(), delta_bias=self.delta_bias,
+                               delta_softplus=True, backend=self.backend)
         return self.out_proj(y.transpose(1, 2))
 
     # ---- recurrent mode ----------------------------------------------------------------------

@@ -411,9 +411,10 @@ def kv_cache_floats(t, D: int, n_layers: int = 1):
 
 def mamba_state_floats(D: int, d_state: int = 16, expand: int = 2, d_conv: int = 4, n_layers: int = 1) -> int:
     """Floats a Mamba block keeps, whatever ``t``: the SSM state ``(expand·D, d_state)`` plus the
-    last ``d_conv - 1`` inputs of its causal conv ``(expand·D, d_conv - 1)``."""
+    last ``d_conv`` inputs of its causal conv ``(expand·D, d_conv)``, as ``MambaBlock.allocate_state``
+    stores them (``d_conv - 1`` would do; the newest one is overwritten at once)."""
     inner = expand * D
-    return n_layers * inner * (d_state + d_conv - 1)
+    return n_layers * inner * (d_state + d_conv)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -499,17 +500,26 @@ def train_classifier(model: nn.Module, data: DigitsSplit, epochs: int = 12, lr: 
             loss.backward()
             opt.step()
             sched.step()
-    return {"test_acc": accuracy(model, data.x_test, data.y_test), "train_loss": float(loss),
+    return {"test_acc": accuracy(model, data.x_test, data.y_test), "train_loss": loss.item(),
             "params": sum(p.numel() for p in model.parameters()), "seconds": time.perf_counter() - t0}
 
 
-def run_digits_experiment(names=None, seeds=(0, 1, 2), epochs: int = 12, data: DigitsSplit | None = None):
-    """Train every model in ``names`` once per seed; returns a list of dicts (one per run)."""
+def run_digits_experiment(names=None, seeds=(0, 1, 2), epochs=12, data: DigitsSplit | None = None,
+                          **train_kw):
+    """Train every model in ``names`` once per seed; returns a list of dicts (one per run).
+
+    ``epochs`` is an int or a dict ``{name: epochs}``; ``train_kw`` go to :func:`train_classifier`.
+    """
     names = list(MODELS) if names is None else list(names)
+    if isinstance(epochs, dict):
+        missing = [n for n in names if n not in epochs]
+        if missing:
+            raise ValueError(f"epochs must give a number of epochs for every model; missing {missing}")
     data = load_digits_split() if data is None else data
     runs = []
     for name in names:
+        n_ep = epochs[name] if isinstance(epochs, dict) else epochs
         for seed in seeds:
-            res = train_classifier(make_model(name, seed), data, epochs=epochs, seed=seed)
-            runs.append({"model": name, "seed": seed, **res})
+            res = train_classifier(make_model(name, seed), data, epochs=n_ep, seed=seed, **train_kw)
+            runs.append({"model": name, "seed": seed, "epochs": n_ep, **res})
     return runs

@@ -181,12 +181,10 @@ def wkv_parallel(w, u, k, v, state=None, return_state=False):
     B, T, C = _check_wkv_args(w, u, k, v)
     state = _check_wkv_state(state, B, C, k.dtype)
     t = torch.arange(T, device=k.device)
-    dist = (t[:, None] - 1 - t[None, :]).to(k.dtype)  # (T, T): t - 1 - i
-    past = k[:, None, :, :] - dist[None, :, :, None] * w  # (B, T, T, C) indexed [b, t, i, c]
-    now = (u + k)[:, :, None, :]  # (B, T, 1, C), used on the diagonal
-    eye = (t[:, None] == t[None, :])[None, :, :, None]
-    causal = (t[:, None] > t[None, :])[None, :, :, None]
-    logits = torch.where(causal, past, torch.where(eye, now, torch.full_like(past, -math.inf)))
+    # G[t, i, c]: the part of the logit that does not depend on the batch (decay, bonus, mask)
+    dist = (t[:, None] - 1 - t[None, :]).to(k.dtype)[:, :, None]  # t - 1 - i
+    G = torch.where(dist >= 0, -dist * w, torch.where(dist == -1, u, torch.full_like(dist, -math.inf)))
+    logits = G[None] + k[:, None, :, :]  # (B, T, T, C) indexed [b, t, i, c]
     m = logits.amax(dim=2)  # (B, T, C); finite: the diagonal always is
     if state is not None:
         num0, den0, p0 = state

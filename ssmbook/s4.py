@@ -28,9 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .discretize import zoh_diag_torch
+
 __all__ = [
     "hippo_legs", "hippo_legs_nplr", "hippo_legs_diagonal",
-    "legs_online", "legs_project", "legendre_reconstruct",
+    "legs_online", "legs_project", "legendre_reconstruct", "legs_lti_kernel",
     "kernel", "kernel_diag", "conv_matrix", "causal_conv", "causal_conv_direct", "recurrent",
     "s4d_kernel", "S4Layer", "S4Classifier", "marker_copy_batch", "train_classifier",
 ]
@@ -176,6 +178,25 @@ def legendre_reconstruct(c, s):
     return (c * np.sqrt(2.0 * np.arange(N) + 1.0)) @ P.T
 
 
+def legs_lti_kernel(r, N: int):
+    """Impulse responses of the time-invariant system ``x' = A x + B u`` with HiPPO-LegS (A, B):
+
+        k_n(r) = sqrt(2n+1) · e^{-r} · P_n(2 e^{-r} - 1),   r ≥ 0 (the lag), n = 0..N-1.
+
+    Reason: in log-time τ = log t the LegS ODE ``dc/dt = (A c + B f)/t`` becomes the LTI system
+    ``dc/dτ = A c + B f``, so the LTI state holds the Legendre coefficients of the history warped
+    by s = e^{-r}: the recent past at fine resolution, the distant past squeezed towards s = 0.
+    ``r``: (M,) float64, ≥ 0 → (N, M).
+    """
+    r = _np_array(r, "r", ndim=1, allow_complex=False)
+    N = _check_N(N)
+    if r.size and r.min() < 0:
+        raise ValueError("r (the lags) must be ≥ 0")
+    s = np.exp(-r)
+    P = np.polynomial.legendre.legvander(2.0 * s - 1.0, N - 1).T          # (N, M)
+    return np.sqrt(2.0 * np.arange(N) + 1.0)[:, None] * P * s
+
+
 # --------------------------------------------------------------------------- kernels
 def kernel(Ab, Bb, C, L: int):
     """The SSM convolution kernel by matrix powers: ``K = (C B̄, C Ā B̄, ..., C Ā^{L-1} B̄)``.
@@ -318,12 +339,6 @@ def recurrent(Ab, Bb, C, u, h0=None, return_state: bool = False):
 
 
 # --------------------------------------------------------------------------- S4D layer (torch)
-def _zoh_diag(A, B, delta):
-    """ZOH for a diagonal A in torch: ``Ā = exp(ΔA)``, ``B̄ = (exp(ΔA) - 1)/A · B`` (A ≠ 0)."""
-    dA = torch.exp(delta * A)
-    return dA, (dA - 1.0) / A * B
-
-
 def s4d_kernel(log_dt, log_A_real, A_imag, C, L: int):
     """The real S4D kernel ``K[h, j] = 2 Re Σ_n C[h,n] B̄[h,n] Ā[h,n]^j`` (B = 1, ZOH), torch.
 
@@ -334,7 +349,7 @@ def s4d_kernel(log_dt, log_A_real, A_imag, C, L: int):
     L = _check_N(L, "L")
     A = torch.complex(-torch.exp(log_A_real), A_imag)
     delta = torch.exp(log_dt)[:, None]
-    dA, dB = _zoh_diag(A, torch.ones_like(A), delta)
+    dA, dB = zoh_diag_torch(A, torch.ones_like(A), delta[:, 0])
     j = torch.arange(L, device=A.device, dtype=log_dt.dtype)
     V = torch.exp((delta * A)[..., None] * j)          # Ā^j = exp(j ΔA): the Vandermonde matrix
     K = 2.0 * torch.einsum("hn,hnl->hl", C * dB, V).real

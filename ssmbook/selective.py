@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["selective_scan", "selective_scan_ref", "check_inputs", "MAX_STATE", "MambaBlock"]
+__all__ = ["selective_scan", "selective_scan_ref", "check_inputs", "random_inputs", "MAX_STATE"]
 
 #: The largest state size N the kernels accept (the whole state of a channel lives in one program).
 MAX_STATE = 256
@@ -197,6 +197,43 @@ def _selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, r
     y = torch.cat(ys, dim=-1)
     out = _finish(y, uc, D, z, u.dtype)
     return (out, h) if return_last_state else out
+
+
+def random_inputs(batch, dim, L, N, groups=0, *, D=True, z=True, delta_bias=True,
+                  delta_softplus=True, dtype=torch.float32, device="cpu", seed=None):
+    """Random, well-scaled arguments for :func:`selective_scan` as a dict of keyword arguments.
+
+    ``groups = 0`` gives B, C the shared layout ``(batch, N, L)``. A is negative (a stable system,
+    decays in (0, 1)); without softplus delta is drawn positive, as a step size must be.
+    Used by the tests and the chapter's demos.
+    """
+    g = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
+    f64 = dict(generator=g, dtype=torch.float64)
+
+    def cast(x):
+        return x.to(dtype=dtype, device=device)
+
+    def cast_param(x):  # A, D, delta_bias stay float32 with half-precision activations (as in Mamba)
+        return x.to(dtype=torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype,
+                    device=device)
+
+    bc_shape = (batch, N, L) if groups == 0 else (batch, groups, N, L)
+    if delta_softplus:
+        delta = 0.5 * torch.randn(batch, dim, L, **f64) - 1.0
+    else:
+        delta = 0.05 + 0.5 * torch.rand(batch, dim, L, **f64)
+    kw = dict(
+        u=cast(torch.randn(batch, dim, L, **f64)),
+        delta=cast(delta),
+        A=cast_param(-(0.5 + 2.0 * torch.rand(dim, N, **f64))),
+        B=cast(torch.randn(*bc_shape, **f64)),
+        C=cast(torch.randn(*bc_shape, **f64)),
+        D=cast_param(torch.randn(dim, **f64)) if D else None,
+        z=cast(torch.randn(batch, dim, L, **f64)) if z else None,
+        delta_bias=cast_param(0.2 * torch.rand(dim, **f64)) if delta_bias else None,
+        delta_softplus=delta_softplus,
+    )
+    return kw
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,

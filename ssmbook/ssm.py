@@ -22,7 +22,7 @@ import scipy.linalg
 
 from .discretize import _as_float_array, zoh
 
-__all__ = ["ContinuousSSM", "is_stable", "recurrence", "kernel", "causal_convolve",
+__all__ = ["ContinuousSSM", "is_stable", "recurrence", "recurrence_diag", "kernel", "causal_convolve",
            "diagonal_ssm", "spring_mass_damper"]
 
 
@@ -231,6 +231,33 @@ def recurrence(Ab, Bb, C, x, D: float = 0.0, h0=None):
         h = Ab @ h + Bb * x[k]
         y[k] = C @ h + D * x[k]
     return y
+
+
+def recurrence_diag(ab, bb, c, x):
+    """Fast path of :func:`recurrence` for a diagonal Ab = diag(ab) (SISO, D = 0, h_{-1} = 0).
+
+    ab, bb, c: (N,) real or complex; x: (L,) real.  Each mode is the first-order filter
+    h_k = ab h_{k-1} + bb x_k, run by ``scipy.signal.lfilter``; returns y_k = Re(Σ c h_k) when the
+    inputs are complex (conjugate-pair modes), else y_k = Σ c h_k.  Shape (L,).
+    """
+    import scipy.signal
+
+    ab = _as_float_array(ab, "ab", allow_complex=True)
+    if ab.ndim != 1 or ab.shape[0] == 0:
+        raise ValueError(f"ab must have shape (N,), got shape {ab.shape}")
+    N = ab.shape[0]
+    bb = _as_float_array(bb, "bb", allow_complex=True)
+    c = _as_float_array(c, "c", allow_complex=True)
+    for name, v in (("bb", bb), ("c", c)):
+        if v.shape != (N,):
+            raise ValueError(f"{name} must have shape (N,) = ({N},), got shape {v.shape}")
+    x = _as_float_array(x, "x")
+    if x.ndim != 1:
+        raise ValueError(f"x must have shape (L,), got shape {x.shape}")
+    y = np.zeros(x.shape[0], dtype=np.result_type(ab, bb, c, np.float64))
+    for n in range(N):
+        y = y + c[n] * scipy.signal.lfilter([bb[n]], [1.0, -ab[n]], x)
+    return y.real if np.iscomplexobj(y) else y
 
 
 def kernel(Ab, Bb, C, L: int):

@@ -236,7 +236,7 @@ def test_log_matmul_matches_matmul():
     rng = np.random.default_rng(1)
     X, Y = rng.random((5, 2, 3)), rng.random((5, 3, 4))
     np.testing.assert_allclose(np.exp(log_matmul(np.log(X), np.log(Y))), X @ Y, rtol=1e-13)
-    Z = np.log(np.zeros((2, 2)))
+    Z = np.full((2, 2), -np.inf)
     assert (log_matmul(Z, Z) == -np.inf).all()
 
 
@@ -250,8 +250,16 @@ def test_stable_at_T_100000_and_equal_to_chunked_computation():
     # chunked: carry the normalized filtering distribution P(z_t | o_1..t) across chunk borders
     total, prior = 0.0, None
     for start in range(0, len(obs), 7919):                           # chunk length not a divisor
-        alpha, c = hmm.forward(obs[start:start + 7919], prior=prior)
+        chunk = obs[start:start + 7919]
+        alpha, c = hmm.forward(chunk, prior=prior)
         total += np.log(c).sum()
+        # the scan and the log-space pass accept the same carried prior
+        alpha_s, log_prefix = hmm.forward_as_scan(chunk, prior=prior)
+        np.testing.assert_allclose(alpha_s, alpha, atol=1e-12)
+        np.testing.assert_allclose(log_prefix[-1], np.log(c).sum(), rtol=1e-12)
+        if start < 2 * 7919:
+            np.testing.assert_allclose(hmm.log_likelihood(chunk, method="log", prior=prior),
+                                       np.log(c).sum(), rtol=1e-11)
         prior = alpha[-1] @ hmm.A                                    # P(z_{t+1} | o_1..t)
     assert abs(ll - total) <= 1e-10 * abs(ll)
     assert abs(hmm.log_likelihood(obs, method="scan") - ll) <= 1e-10 * abs(ll)

@@ -72,5 +72,6 @@ def test_chapter_shape(path):
     assert n_ex >= 4, f"{path.name}: {n_ex} exercises, need at least 4"
     assert n_sol >= n_ex, f"{path.name}: {n_ex} exercises but {n_sol} solutions"
     assert md.count(":class: dropdown") >= n_ex, f"{path.name}: every solution must be hidden (:class: dropdown)"
+    assert "{solution-start}" in md, f"{path.name}: no coding solution executed at build time (gated solution)"
     assert "{bibliography}" in md, f"{path.name}: no references"
     assert "Explorer(" in src, f"{path.name}: no explorer (ssmbook.widgets.Explorer)"

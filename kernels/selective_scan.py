@@ -1,0 +1,419 @@
+"""Mamba's selective scan in Triton: a forward and a backward kernel and their autograd.Function.
+
+The recurrence, per batch element b, channel d and state index n (see ``ssmbook.selective``)::
+
+    δ_t = softplus(delta_t + bias)      a_t = exp(δ_t A[d, n])      b_t = δ_t B_t[n] u_t
+    h_t = a_t h_{t-1} + b_t             y_t = Σ_n C_t[n] h_t[n] + D u_t      out_t = y_t silu(z_t)
+
+Design (the hardware-aware algorithm of the Mamba paper, written in Triton):
+
+* One program owns one batch element and a block of BLOCK_D channels, with all N states of each
+  channel. The state never leaves the chip: a (BLOCK_D, BLOCK_N) tile in registers. Only u, delta,
+  B, C, z are read from memory and only the output is written; the (batch, dim, L, N) tensors of
+  the recurrence (a, b, h) exist only one chunk at a time, in registers.
+* Time is cut into chunks of BLOCK_T steps. Inside a chunk the recurrence is solved in parallel by
+  ``tl.associative_scan`` with the operator (a₁, b₁) ∘ (a₂, b₂) = (a₂a₁, a₂b₁ + b₂) (chapter 6);
+  between chunks the program carries the state, h = (local scan) + (cumulative decay) · h_in.
+* The forward pass stores the state at the end of every chunk (a checkpoint, (batch, dim, chunks, N)
+  in float32). The backward pass walks the chunks from last to first; it *recomputes* the states of
+  a chunk from the previous checkpoint instead of reading all L·N of them from memory, and runs the
+  adjoint recurrence λ_t = a_{t+1} λ_{t+1} + C_t ∂y_t (a scan in reverse) for the gradients.
+* Inputs may be float32, float16 or bfloat16; every computation and the state are float32.
+* N need not be a power of two and L need not be a multiple of BLOCK_T: out-of-range lanes are
+  masked so that they act as the identity of the scan (a = 1, b = 0).
+"""
+import torch
+import triton
+import triton.language as tl
+
+from ..selective import check_inputs
+
+# ---------------------------------------------------------------------------------------------
+# Small building blocks, shared by both kernels
+# ---------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _combine(a_left, b_left, a_right, b_right):
+    # The scan operator of a first-order linear recurrence: first apply (a_left, b_left), then
+    # (a_right, b_right). It is associative, which is all tl.associative_scan needs.
+    return a_right * a_left, a_right * b_left + b_right
+
+
+@triton.jit
+def _softplus(x):
+    # softplus(x) = log(1 + e^x), written out because the interpreter has no libdevice log1p.
+    # Like torch, return x itself above 20. The factor e / (w - 1) corrects the rounding of
+    # w = 1 + e (a classic log1p trick), so tiny values of e^x keep their precision.
+    e = tl.exp(tl.minimum(x, 20.0))
+    w = 1.0 + e
+    wm1 = w - 1.0
+    lp = tl.where(wm1 == 0.0, e, tl.log(w) * (e / tl.where(wm1 == 0.0, 1.0, wm1)))
+    return tl.where(x > 20.0, x, lp)
+
+
+@triton.jit
+def _sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))
+
+
+@triton.jit
+def _load_delta(delta_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    # Returns (raw = delta + bias, δ = softplus(raw) or raw), both float32 and 0 where masked:
+    # δ = 0 makes a masked step the identity of the scan (a = e^0 = 1, b = 0).
+    raw = tl.load(delta_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        raw = raw + bias[:, None]
+    dt = raw
+    if SOFTPLUS:
+        dt = _softplus(raw)
+    return raw, tl.where(mask, dt, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward
+# ---------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _selective_scan_fwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,  # inputs
+    out_ptr, ckpt_ptr,                                                # outputs
+    dim, L, N, n_groups, dim_per_group, n_chunks,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    # --- Which part of the problem this program owns -----------------------------------------
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)           # int64: offsets can pass 2**31 at large sizes
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_t = tl.arange(0, BLOCK_T)
+    mask_d = offs_d < dim
+    mask_n = offs_n < N
+    group = (pid_d * BLOCK_D) // dim_per_group      # the host picks BLOCK_D so a block is in one group
+
+    # --- Per-channel parameters: loaded once, kept in registers ------------------------------
+    A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :],
+                mask=mask_d[:, None] & mask_n[None, :], other=0.0).to(tl.float32)  # (BD, BN)
+    bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    Dskip = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    if HAS_D:
+        Dskip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+
+    row = (pid_b * dim + offs_d) * L                # start of each channel's sequence in u, delta, z
+    bc = (pid_b * n_groups + group) * N * L         # start of this group's B and C
+    ckpt_row = (pid_b * dim + offs_d) * n_chunks    # checkpoints: (batch, dim, n_chunks, N)
+
+    h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)  # the state: lives in registers throughout
+    is_last = (offs_t == BLOCK_T - 1)[None, :, None]
+
+    for c in range(0, n_chunks):
+        # --- Load one chunk of the inputs (contiguous along L, so the loads coalesce) ---------
+        t = c * BLOCK_T + offs_t
+        mask_t = t < L
+        m2 = mask_d[:, None] & mask_t[None, :]                        # (BD, BT)
+        mtn = mask_t[:, None] & mask_n[None, :]                       # (BT, BN)
+        x_offs = row[:, None] + t[None, :]
+        u = tl.load(u_ptr + x_offs, mask=m2, other=0.0).to(tl.float32)
+        _, dt = _load_delta(delta_ptr, x_offs, m2, bias, HAS_BIAS, SOFTPLUS)
+        bc_offs = bc + offs_n[None, :] * L + t[:, None]               # (BT, BN)
+        Bt = tl.load(B_ptr + bc_offs, mask=mtn, other=0.0).to(tl.float32)
+        Ct = tl.load(C_ptr + bc_offs, mask=mtn, other=0.0).to(tl.float32)
+
+        # --- Discretise: Ā = exp(δA) (zero-order hold), B̄u = δ B u -------------------------
+        a = tl.exp(dt[:, :, None] * A[:, None, :])                   # (BD, BT, BN)
+        b = (dt * u)[:, :, None] * Bt[None, :, :]                     # (BD, BT, BN)
+
+        # --- Solve the recurrence inside the chunk in parallel, then bring in the carried state
+        a_cum, h_loc = tl.associative_scan((a, b), 1, _combine)
+        hs = h_loc + a_cum * h[:, None, :]                            # h_t for every t of the chunk
+
+        # --- Read out: y = C h + D u, gated by silu(z) ----------------------------------------
+        y = tl.sum(hs * Ct[None, :, :], axis=2)                       # (BD, BT)
+        if HAS_D:
+            y += Dskip[:, None] * u
+        if HAS_Z:
+            z = tl.load(z_ptr + x_offs, mask=m2, other=0.0).to(tl.float32)
+            y *= z * _sigmoid(z)
+        tl.store(out_ptr + x_offs, y.to(out_ptr.dtype.element_ty), mask=m2)
+
+        # --- Carry the last state to the next chunk and checkpoint it for the backward pass ---
+        # (masked steps past L are the identity, so the last row is the state at min(end, L) - 1)
+        h = tl.sum(tl.where(is_last, hs, 0.0), axis=1)
+        tl.store(ckpt_ptr + (ckpt_row[:, None] + c) * N + offs_n[None, :], h,
+                 mask=mask_d[:, None] & mask_n[None, :])
+
+
+# ---------------------------------------------------------------------------------------------
+# Backward
+# ---------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _selective_scan_bwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr, gout_ptr,  # inputs
+    gu_ptr, gdelta_ptr, gz_ptr,           # (batch, dim, L), in the dtypes of u, delta, z
+    gA_ptr, gD_ptr, gbias_ptr,            # per-batch partial sums (batch, dim, N), (batch, dim): f32
+    gB_ptr, gC_ptr,                       # (batch, groups, N, L) float32, accumulated atomically
+    dim, L, N, n_groups, dim_per_group, n_chunks,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    # The same ownership as the forward kernel: one batch element, BLOCK_D channels, all N.
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_t = tl.arange(0, BLOCK_T)
+    mask_d = offs_d < dim
+    mask_n = offs_n < N
+    mdn = mask_d[:, None] & mask_n[None, :]
+    group = (pid_d * BLOCK_D) // dim_per_group
+
+    A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mdn, other=0.0).to(tl.float32)
+    bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    Dskip = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    if HAS_D:
+        Dskip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+
+    row = (pid_b * dim + offs_d) * L
+    bc = (pid_b * n_groups + group) * N * L
+    ckpt_row = (pid_b * dim + offs_d) * n_chunks
+
+    # Gradients of the per-channel parameters are summed over the whole sequence in registers.
+    gA_acc = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    gD_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    gbias_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    # carry = a_s λ_s at the first step s of the chunk to the right: what flows into its left neighbour
+    carry = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    is_first = (offs_t == 0)[None, :, None]
+    is_last = (offs_t == BLOCK_T - 1)[None, :, None]
+
+    for cc in range(0, n_chunks):
+        c = n_chunks - 1 - cc                                         # chunks from last to first
+        t = c * BLOCK_T + offs_t
+        mask_t = t < L
+        m2 = mask_d[:, None] & mask_t[None, :]
+        mtn = mask_t[:, None] & mask_n[None, :]
+        x_offs = row[:, None] + t[None, :]
+        u = tl.load(u_ptr + x_offs, mask=m2, other=0.0).to(tl.float32)
+        raw, dt = _load_delta(delta_ptr, x_offs, m2, bias, HAS_BIAS, SOFTPLUS)
+        bc_offs = bc + offs_n[None, :] * L + t[:, None]
+        Bt = tl.load(B_ptr + bc_offs, mask=mtn, other=0.0).to(tl.float32)
+        Ct = tl.load(C_ptr + bc_offs, mask=mtn, other=0.0).to(tl.float32)
+
+        # --- Recompute the forward states of this chunk from the checkpoint before it ---------
+        a = tl.exp(dt[:, :, None] * A[:, None, :])
+        b = (dt * u)[:, :, None] * Bt[None, :, :]
+        has_prev = (offs_n * 0 + c) > 0                               # c > 0, as a (BN,) mask
+        h0 = tl.load(ckpt_ptr + (ckpt_row[:, None] + tl.maximum(c - 1, 0)) * N + offs_n[None, :],
+                     mask=mdn & has_prev[None, :], other=0.0)
+        a_cum, h_loc = tl.associative_scan((a, b), 1, _combine)
+        hs = h_loc + a_cum * h0[:, None, :]
+
+        # --- Through the gate: out = y silu(z) -------------------------------------------------
+        gout = tl.load(gout_ptr + x_offs, mask=m2, other=0.0).to(tl.float32)
+        gy = gout
+        if HAS_Z:
+            y = tl.sum(hs * Ct[None, :, :], axis=2)
+            if HAS_D:
+                y += Dskip[:, None] * u
+            z = tl.load(z_ptr + x_offs, mask=m2, other=0.0).to(tl.float32)
+            sig = _sigmoid(z)
+            gy = gout * z * sig
+            gz = gout * y * sig * (1.0 + z * (1.0 - sig))             # silu'(z) = σ(z)(1 + z(1 − σ(z)))
+            tl.store(gz_ptr + x_offs, gz.to(gz_ptr.dtype.element_ty), mask=m2)
+        if HAS_D:
+            gD_acc += tl.sum(gy * u, axis=1)
+
+        # --- The adjoint recurrence, right to left: λ_t = a_{t+1} λ_{t+1} + C_t gy_t ------------
+        # a_{t+1} is recomputed from delta at t + 1 (a register tensor cannot be shifted). The
+        # last step of the chunk takes a_{t+1} λ_{t+1} from the chunk to its right (carry).
+        m2n = mask_d[:, None] & ((t + 1) < L)[None, :] & (offs_t + 1 < BLOCK_T)[None, :]
+        _, dt_next = _load_delta(delta_ptr, x_offs + 1, m2n, bias, HAS_BIAS, SOFTPLUS)
+        a_next = tl.exp(dt_next[:, :, None] * A[:, None, :])
+        r = gy[:, :, None] * Ct[None, :, :] + tl.where(is_last, carry[:, None, :], 0.0)
+        _, lam = tl.associative_scan((a_next, r), 1, _combine, reverse=True)   # ∂loss/∂h_t
+
+        # --- Gradients of everything that built a_t and b_t ------------------------------------
+        # ∂h_t/∂a_t = h_{t-1}, and a_t h_{t-1} = h_t − b_t saves shifting the states by one step.
+        g_loga = lam * (hs - b)                      # (∂loss/∂a_t) · a_t, i.e. w.r.t. log a_t = δ_t A
+        lamB = tl.sum(lam * Bt[None, :, :], axis=2)  # Σ_n λ_t B_t  (BD, BT)
+        gdt = tl.sum(g_loga * A[:, None, :], axis=2) + lamB * u
+        gA_acc += tl.sum(g_loga * dt[:, :, None], axis=1)
+        gu = dt * lamB
+        if HAS_D:
+            gu += Dskip[:, None] * gy
+        # B and C are shared by all channels of a group: sum this block's channels, then add
+        # atomically into the float32 gradient (other programs hold the other channels).
+        gB = tl.sum(lam * (dt * u)[:, :, None], axis=0)              # (BT, BN)
+        gC = tl.sum(hs * gy[:, :, None], axis=0)
+        tl.atomic_add(gB_ptr + bc_offs, gB, mask=mtn)
+        tl.atomic_add(gC_ptr + bc_offs, gC, mask=mtn)
+        if SOFTPLUS:
+            gdt = gdt * _sigmoid(raw)                # softplus'(x) = σ(x)
+        gdt = tl.where(m2, gdt, 0.0)
+        gbias_acc += tl.sum(gdt, axis=1)
+        tl.store(gu_ptr + x_offs, gu.to(gu_ptr.dtype.element_ty), mask=m2)
+        tl.store(gdelta_ptr + x_offs, gdt.to(gdelta_ptr.dtype.element_ty), mask=m2)
+
+        carry = tl.sum(tl.where(is_first, a * lam, 0.0), axis=1)
+
+    part = pid_b * dim + offs_d                       # per-batch partials, summed on the host
+    tl.store(gA_ptr + part[:, None] * N + offs_n[None, :], gA_acc, mask=mdn)
+    if HAS_D:
+        tl.store(gD_ptr + part, gD_acc, mask=mask_d)
+    if HAS_BIAS:
+        tl.store(gbias_ptr + part, gbias_acc, mask=mask_d)
+
+
+# ---------------------------------------------------------------------------------------------
+# Host side: tile sizes, launches, autograd
+# ---------------------------------------------------------------------------------------------
+
+#: Upper bound on BLOCK_D · BLOCK_T · BLOCK_N, the size of one (channels, time, state) register tile.
+TILE_BUDGET = 2048
+
+
+def _pow2_dividing(n):
+    return n & -n  # the largest power of two that divides n
+
+
+def choose_blocks(dim, L, N, groups=1, block_t=None, block_d=None):
+    """Pick (BLOCK_D, BLOCK_T, BLOCK_N) for a problem: N padded to a power of two; a chunk of up to
+    64 steps; as many channels as the tile budget allows, such that a block never straddles two
+    groups of B/C (BLOCK_D divides dim // groups)."""
+    block_n = max(triton.next_power_of_2(N), 2)
+    if block_t is None:
+        block_t = min(64, max(triton.next_power_of_2(L), 2), max(TILE_BUDGET // block_n, 2))
+    per_group = dim // groups
+    limit = max(TILE_BUDGET // (block_t * block_n), 1)
+    if block_d is None:
+        block_d = min(16, limit, triton.next_power_of_2(dim))
+        if groups > 1:
+            block_d = min(block_d, _pow2_dividing(per_group))
+    if block_t & (block_t - 1) or block_d & (block_d - 1):
+        raise ValueError(f"block_t and block_d must be powers of two, got {block_t}, {block_d}")
+    if groups > 1 and per_group % block_d:
+        raise ValueError(f"block_d must divide dim // groups = {per_group}, got {block_d}")
+    return block_d, block_t, block_n
+
+
+def _as_4d(X):
+    """B or C as (batch, groups, N, L), contiguous: the shared layout is one group."""
+    return (X.unsqueeze(1) if X.dim() == 3 else X).contiguous()
+
+
+def _interpreting():
+    import os
+
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _check_device(u):
+    if not u.is_cuda and not _interpreting():
+        raise RuntimeError(
+            "the Triton kernels need CUDA tensors, or the Triton interpreter for CPU tensors: set "
+            "TRITON_INTERPRET=1 before triton is imported (importing ssmbook.kernels first does it)"
+        )
+
+
+def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks):
+    batch, dim, L = u.shape
+    groups, N = B4.shape[1], B4.shape[2]
+    BD, BT, BN = blocks
+    n_chunks = triton.cdiv(L, BT)
+    out = torch.empty_like(u)
+    ckpt = torch.empty(batch, dim, n_chunks, N, device=u.device, dtype=torch.float32)
+    dummy = u  # stands in for absent optional pointers (never read: the constexpr flags are off)
+    grid = (triton.cdiv(dim, BD), batch)
+    _selective_scan_fwd_kernel[grid](
+        u, delta, A, B4, C4,
+        D if D is not None else dummy, z if z is not None else dummy,
+        delta_bias if delta_bias is not None else dummy,
+        out, ckpt,
+        dim, L, N, groups, dim // groups, n_chunks,
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+        SOFTPLUS=bool(delta_softplus), BLOCK_D=BD, BLOCK_T=BT, BLOCK_N=BN,
+    )
+    return out, ckpt
+
+
+class SelectiveScanFn(torch.autograd.Function):
+    """Autograd wrapper: forward kernel, and the backward kernel for every floating input."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                return_last_state=False, block_t=None, block_d=None):
+        batch, dim, L, N, groups = check_inputs(u, delta, A, B, C, D, z, delta_bias)
+        _check_device(u)
+        B4, C4 = _as_4d(B), _as_4d(C)
+        blocks = choose_blocks(dim, L, N, B4.shape[1], block_t, block_d)
+        u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
+        z = z.contiguous() if z is not None else None
+        D = D.contiguous() if D is not None else None
+        delta_bias = delta_bias.contiguous() if delta_bias is not None else None
+        out, ckpt = _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks)
+        ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, ckpt)
+        ctx.shared_bc = B.dim() == 3
+        ctx.delta_softplus = bool(delta_softplus)
+        ctx.blocks = blocks
+        if return_last_state:
+            last = ckpt[:, :, -1, :]
+            ctx.mark_non_differentiable(last)
+            return out, last
+        return out
+
+    @staticmethod
+    def backward(ctx, gout, *unused):
+        u, delta, A, B4, C4, D, z, delta_bias, ckpt = ctx.saved_tensors
+        batch, dim, L = u.shape
+        groups, N = B4.shape[1], B4.shape[2]
+        BD, BT, BN = ctx.blocks
+        n_chunks = ckpt.shape[2]
+        gout = gout.contiguous()
+        f32 = dict(device=u.device, dtype=torch.float32)
+        gu, gdelta = torch.empty_like(u), torch.empty_like(delta)
+        gz = torch.empty_like(z) if z is not None else None
+        gA = torch.empty(batch, dim, N, **f32)
+        gD = torch.empty(batch, dim, **f32) if D is not None else None
+        gbias = torch.empty(batch, dim, **f32) if delta_bias is not None else None
+        gB = torch.zeros(B4.shape, **f32)   # zeros: the kernel adds into them
+        gC = torch.zeros(C4.shape, **f32)
+        dummy = gA
+        grid = (triton.cdiv(dim, BD), batch)
+        _selective_scan_bwd_kernel[grid](
+            u, delta, A, B4, C4,
+            D if D is not None else dummy, z if z is not None else dummy,
+            delta_bias if delta_bias is not None else dummy, ckpt, gout,
+            gu, gdelta, gz if gz is not None else dummy,
+            gA, gD if gD is not None else dummy, gbias if gbias is not None else dummy,
+            gB, gC,
+            dim, L, N, groups, dim // groups, n_chunks,
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+            SOFTPLUS=ctx.delta_softplus, BLOCK_D=BD, BLOCK_T=BT, BLOCK_N=BN,
+        )
+        # Reduce the per-batch partials of the per-channel parameters; cast to the input dtypes.
+        gA = gA.sum(0).to(A.dtype)
+        gD = gD.sum(0).to(D.dtype) if D is not None else None
+        gbias = gbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None
+        gB, gC = gB.to(B4.dtype), gC.to(C4.dtype)
+        if ctx.shared_bc:
+            gB, gC = gB.squeeze(1), gC.squeeze(1)
+        return gu, gdelta, gA, gB, gC, gD, gz, gbias, None, None, None, None
+
+
+def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                          return_last_state=False, block_t=None, block_d=None):
+    """Functional entry point of the Triton selective scan (arguments as ``ssmbook.selective``).
+
+    ``block_t`` (chunk length) and ``block_d`` (channels per program) override the tile sizes
+    chosen by :func:`choose_blocks`; tests use them to force several chunks on short sequences.
+    """
+    return SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                 return_last_state, block_t, block_d)

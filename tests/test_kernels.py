@@ -1,0 +1,164 @@
+"""The Triton selective scan (ssmbook.kernels) against the float64 loop oracle.
+
+On a CPU the kernels run under the Triton interpreter (tests/conftest.py switches it on), which is
+slow: shapes stay tiny there. With CUDA the same tests run on the GPU, plus larger ``gpu`` ones.
+Every test draws fresh random inputs; the seed is in the failure message.
+"""
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ssmbook.selective import random_inputs, selective_scan, selective_scan_ref
+
+kernels = pytest.importorskip("ssmbook.kernels")
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+GRAD_NAMES = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+TOL = {torch.float32: (1e-5, 1e-4), torch.float16: (1e-2, 1e-2), torch.bfloat16: (1e-2, 1e-2)}
+
+
+def rel_err(actual, expected):
+    """max |actual − expected| / max |expected| (expected in float64); 0 when both are all zero."""
+    diff = (actual.double().cpu() - expected.double().cpu()).abs().max().item()
+    scale = expected.double().abs().max().item()
+    return diff / scale if scale > 0 else diff
+
+
+def run_and_compare(batch, dim, L, N, groups, options, dtype=torch.float32, block_t=None,
+                    block_d=None, check_grads=True):
+    seed = random.randrange(2**31)
+    D, z, bias, softplus = options
+    kw = random_inputs(batch, dim, L, N, groups, D=D, z=z, delta_bias=bias, delta_softplus=softplus,
+                       dtype=dtype, device=DEVICE, seed=seed)
+    tol_fwd, tol_grad = TOL[dtype]
+    names = [n for n in GRAD_NAMES if kw[n] is not None]
+    for n in names:
+        kw[n].requires_grad_(True)
+    out, last = kernels.selective_scan_triton(**kw, return_last_state=True, block_t=block_t,
+                                              block_d=block_d)
+    assert out.dtype == dtype and out.shape == (batch, dim, L)
+    assert last.dtype == torch.float32 and last.shape == (batch, dim, N)
+
+    # The oracle sees exactly the same (rounded) numbers, upcast to float64, on the CPU.
+    kw64 = {k: (v.detach().double().cpu().requires_grad_(True) if isinstance(v, torch.Tensor) else v)
+            for k, v in kw.items()}
+    out64, last64 = selective_scan_ref(**kw64, return_last_state=True)
+    where = f"(seed {seed}, shape {(batch, dim, L, N, groups)}, options {options}, {dtype})"
+    assert rel_err(out, out64) <= tol_fwd, f"forward error {rel_err(out, out64):.2e} {where}"
+    assert rel_err(last, last64) <= tol_fwd, f"last state error {rel_err(last, last64):.2e} {where}"
+    if not check_grads:
+        return
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    grads = torch.autograd.grad(out, [kw[n] for n in names], g.to(dtype=dtype, device=DEVICE))
+    grads64 = torch.autograd.grad(out64, [kw64[n] for n in names], g.to(out64.dtype))
+    for n, gr, gr64 in zip(names, grads, grads64):
+        assert gr.shape == kw[n].shape and gr.dtype == kw[n].dtype, n
+        err = rel_err(gr, gr64)
+        assert err <= tol_grad, f"gradient of {n}: error {err:.2e} {where}"
+
+
+# (batch, dim, L, N, groups, block_t): L = 1, L not a multiple of the chunk, odd N, several
+# chunks, the shared (groups = 0) and grouped layouts, one group per channel, N = 256.
+SHAPES = [
+    (1, 1, 1, 1, 0, None),
+    (2, 3, 1, 5, 0, None),
+    (2, 3, 9, 5, 0, 4),
+    (2, 4, 33, 3, 2, 8),
+    (1, 4, 17, 5, 4, 4),
+    (1, 2, 32, 4, 0, 8),
+    (2, 3, 33, 2, 0, None),
+]
+# (D, z, delta_bias, delta_softplus): each option on and off at least once.
+OPTIONS = [(True, True, True, True), (False, False, False, False), (True, False, False, True),
+           (False, True, True, False)]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "".join("DzbS"[i] if v else "-"
+                                                                 for i, v in enumerate(o)))
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_forward_and_all_gradients_match_oracle(shape, options):
+    *dims, block_t = shape
+    run_and_compare(*dims, options, block_t=block_t)
+
+
+def test_large_state_is_masked_not_padded():
+    # N = 200 is padded to 256 lanes inside the kernel; the 56 extra lanes must not leak in.
+    run_and_compare(1, 2, 9, 200, 0, OPTIONS[0], block_t=8)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape", [(2, 3, 9, 5, 0, 4), (1, 4, 17, 3, 2, 8)], ids=str)
+def test_half_precision_inputs(shape, dtype):
+    *dims, block_t = shape
+    run_and_compare(*dims, OPTIONS[0], dtype=dtype, block_t=block_t)
+
+
+@pytest.mark.parametrize("block_d", [1, 2])
+def test_channel_block_sizes_agree(block_d):
+    # Several channels per program must give the same result as one.
+    run_and_compare(2, 4, 10, 3, 0, OPTIONS[0], block_t=4, block_d=block_d)
+
+
+def test_selective_scan_dispatches_to_triton():
+    kw = random_inputs(2, 3, 7, 4, device=DEVICE, seed=random.randrange(2**31))
+    a = selective_scan(**kw, backend="triton")
+    b = kernels.selective_scan_triton(**kw)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    if DEVICE == "cuda":
+        torch.testing.assert_close(selective_scan(**kw), b, rtol=0, atol=0)  # "auto" on CUDA
+
+
+def test_triton_rejects_float64_and_bad_blocks():
+    kw = random_inputs(1, 4, 5, 3, groups=2, device=DEVICE, dtype=torch.float64, seed=0)
+    with pytest.raises(ValueError, match="u must be float32, float16 or bfloat16"):
+        selective_scan(**kw, backend="triton")
+    kw = random_inputs(1, 4, 5, 3, groups=2, device=DEVICE, seed=0)
+    with pytest.raises(ValueError, match="block_d must divide dim // groups = 2"):
+        kernels.selective_scan_triton(**kw, block_d=4)
+    with pytest.raises(ValueError, match="powers of two"):
+        kernels.selective_scan_triton(**kw, block_t=3)
+    with pytest.raises(ValueError, match=r"A must have shape \(dim, N\)"):
+        kernels.selective_scan_triton(**{**kw, "A": kw["A"][:3]})
+
+
+def test_choose_blocks_respects_groups_and_budget():
+    for dim, groups in [(6, 3), (12, 4), (64, 1), (5, 1), (48, 2)]:
+        for N in (1, 5, 16, 256):
+            bd, bt, bn = kernels.choose_blocks(dim, 100, N, groups)
+            assert bn >= N and bn & (bn - 1) == 0
+            assert bd * bt * bn <= max(kernels.selective_scan.TILE_BUDGET, bt * bn)
+            if groups > 1:
+                assert (dim // groups) % bd == 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the interpreter is for machines without CUDA")
+def test_importing_kernels_switches_on_the_interpreter():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    code = "import os, ssmbook.kernels; print(os.environ.get('TRITON_INTERPRET'))"
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "1"
+
+
+# ---- GPU only: realistic sizes -------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape", [(2, 64, 1000, 16, 0, None), (2, 32, 4100, 16, 4, None),
+                                   (1, 16, 300, 64, 2, None), (1, 8, 129, 256, 0, None),
+                                   (3, 24, 2049, 7, 3, None)], ids=str)
+def test_gpu_sizes(shape, dtype):
+    *dims, block_t = shape
+    run_and_compare(*dims, OPTIONS[0], dtype=dtype, block_t=block_t)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("options", OPTIONS[1:], ids=str)
+def test_gpu_options(options):
+    run_and_compare(2, 48, 777, 16, 0, options)
