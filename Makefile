@@ -23,7 +23,7 @@ $(STAMP): requirements.txt pyproject.toml
 browser:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
-book: venv
+book: venv vendor
 	rm -rf _build/html _build/.doctrees
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/jupyter-book build . $(JB_FLAGS)
 
@@ -52,7 +52,7 @@ test-fast: venv
 	$(BIN)/python -m pytest -q -ra -m "not html and not browser" tests
 
 # Build one chapter quickly into /tmp:  make chapter NB=book/01_hmm.ipynb
-chapter: venv
+chapter: venv vendor
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python scripts/build_chapter.py $(NB)
 
 clean:

@@ -12,4 +12,8 @@ mkdir -p "$dest/reveal.js" "$dest/mathjax"
 tar xzf "$dest/tmp/reveal.js-4.0.2.tgz" -C "$dest/reveal.js" --strip-components=1 package/dist package/plugin
 tar xzf "$dest/tmp/mathjax-3.2.2.tgz" -C "$dest/mathjax" --strip-components=2 package/es5
 rm -rf "$dest/tmp"
+# the part of MathJax the book's pages load (html_static_path in _config.yml)
+mkdir -p "$dest/static/mathjax/output/chtml/fonts"
+cp "$dest/mathjax/tex-chtml.js" "$dest/static/mathjax/"
+cp -r "$dest/mathjax/output/chtml/fonts/woff-v2" "$dest/static/mathjax/output/chtml/fonts/"
 touch "$dest/.done"

@@ -8,4 +8,4 @@ serve the chapters.  Submodules are imported on demand (``import ssmbook.hmm``).
 
 __version__ = "0.1.0"
 
-from .notebook import setup  # noqa: E402,F401
+from .notebook import setup, show, source  # noqa: E402,F401

@@ -71,3 +71,33 @@ def setup(seed: int = 0, device: str | None = None, quiet: bool = False):
     if not quiet:
         print(f"ssmbook {__version__} · torch {torch.__version__} · {describe_device(dev)} · seed {seed}")
     return dev
+
+
+def source(obj) -> str:
+    """The source code of a function, class, module or ``@triton.jit`` kernel, dedented."""
+    import inspect
+    import textwrap
+
+    target = getattr(obj, "fn", obj)  # a triton JITFunction keeps the Python function in .fn
+    try:
+        return textwrap.dedent(inspect.getsource(target))
+    except (TypeError, OSError) as exc:
+        raise ValueError(f"cannot find the source of {obj!r}: {exc}") from None
+
+
+def show(obj, lines: tuple[int, int] | None = None):
+    """Display library code in a notebook (the book shows code from the package, never a copy).
+
+    ``lines=(first, last)`` shows only that slice (1-based, inclusive) of the source.
+    Returns an IPython Markdown object (displayed when it is a cell's last expression).
+    """
+    from IPython.display import Markdown
+
+    src = source(obj)
+    if lines is not None:
+        first, last = lines
+        if not (1 <= first <= last):
+            raise ValueError(f"lines must be (first, last) with 1 <= first <= last, got {lines}")
+        src = "\n".join(src.splitlines()[first - 1:last])
+    fence = "````" if "```" in src else "```"
+    return Markdown(f"{fence}python\n{src}\n{fence}")

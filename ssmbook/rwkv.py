@@ -17,7 +17,7 @@ This module holds
   (the recurrence with a running maximum of exponents: stable), :func:`wkv_parallel` (the
   attention-like L x L form) and :func:`wkv_chunked` (parallel inside chunks, recurrent across);
 * WKV-6, the matrix-valued state with a data-dependent decay: :func:`wkv6_reference`,
-  :func:`wkv6_recurrent`, :func:`wkv6_parallel`;
+  :func:`wkv6_recurrent`, :func:`wkv6_parallel`, :func:`wkv6_chunked`;
 * the layers: :class:`TimeMix` (RWKV-4), :class:`TimeMix6` (RWKV-6 style), :class:`ChannelMix`,
   :class:`RWKVBlock` and a tiny language model :class:`RWKVLM` with a recurrent ``step`` mode;
 * what the chapter's experiments need: a causal softmax-attention baseline
@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "wkv_reference", "wkv_naive", "wkv_recurrent", "wkv_parallel", "wkv_chunked", "wkv_init_state",
-    "wkv6_reference", "wkv6_recurrent", "wkv6_parallel",
+    "wkv6_reference", "wkv6_recurrent", "wkv6_parallel", "wkv6_chunked",
     "TimeMix", "TimeMix6", "ChannelMix", "RWKVBlock", "RWKVLM",
     "causal_softmax_attention", "TransformerLM", "count_parameters",
     "char_corpus", "train_lm", "peak_memory",
@@ -213,7 +213,7 @@ def wkv_parallel(w, u, k, v, state=None, return_state=False):
     return y, (num_T, den_T, p)
 
 
-def wkv_chunked(w, u, k, v, chunk=64, state=None, return_state=False):
+def wkv_chunked(w, u, k, v, chunk=16, state=None, return_state=False):
     """WKV-4 in chunks: the parallel form inside each chunk, the state carried across them.
 
     Time O(T * chunk), memory O(chunk^2) per channel: linear in T, and still parallel inside
@@ -331,9 +331,27 @@ def wkv6_parallel(r, log_w, k, v, u, state=None, return_state=False):
     return y, S
 
 
+def wkv6_chunked(r, log_w, k, v, u, chunk=16, state=None, return_state=False):
+    """WKV-6 in chunks: :func:`wkv6_parallel` inside each chunk, the matrix state carried across."""
+    B, T, H, K, V = _check_wkv6_args(r, log_w, k, v, u)
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    S = _check_wkv6_state(state, B, H, K, V, k)
+    ys = []
+    for s in range(0, T, chunk):
+        part = slice(s, s + chunk)
+        y, S = wkv6_parallel(r[:, part], log_w[:, part], k[:, part], v[:, part], u, state=S, return_state=True)
+        ys.append(y)
+    y = torch.cat(ys, dim=1)
+    return (y, S) if return_state else y
+
+
 # ----------------------------------------------------------------------------------------------
 # layers
 # ----------------------------------------------------------------------------------------------
+_WKV_MODES = ("chunked", "parallel", "recurrent")
+
+
 def _token_shift(x, last):
     """``x`` shifted one step to the right along time, ``last`` (batch, C) filling the gap."""
     return torch.cat([last[:, None, :], x[:, :-1]], dim=1)
@@ -357,11 +375,11 @@ class TimeMix(nn.Module):
     State: ``(x_last, (num, den, p))``.
     """
 
-    def __init__(self, d_model: int, wkv_mode: str = "parallel"):
+    def __init__(self, d_model: int, wkv_mode: str = "chunked", chunk: int = 16):
         super().__init__()
-        if wkv_mode not in ("parallel", "recurrent", "chunked"):
-            raise ValueError(f"wkv_mode must be 'parallel', 'recurrent' or 'chunked', got {wkv_mode!r}")
-        self.d_model, self.wkv_mode = d_model, wkv_mode
+        if wkv_mode not in _WKV_MODES:
+            raise ValueError(f"wkv_mode must be one of {_WKV_MODES}, got {wkv_mode!r}")
+        self.d_model, self.wkv_mode, self.chunk = d_model, wkv_mode, chunk
         # decay rates spread log-uniformly from slow (w = e^-4, long memory) to fast (w = e^1)
         self.time_decay = nn.Parameter(_ramp(d_model, -4.0, 1.0))
         self.time_first = nn.Parameter(torch.zeros(d_model))
@@ -389,8 +407,11 @@ class TimeMix(nn.Module):
         v = self.value(x * self.mix_v + xx * (1 - self.mix_v))
         r = self.receptance(x * self.mix_r + xx * (1 - self.mix_r))
         w = torch.exp(self.time_decay)
-        fn = {"parallel": wkv_parallel, "recurrent": wkv_recurrent, "chunked": wkv_chunked}[self.wkv_mode]
-        y, wkv_state = fn(w, self.time_first, k, v, state=wkv_state, return_state=True)
+        if self.wkv_mode == "chunked":
+            y, wkv_state = wkv_chunked(w, self.time_first, k, v, self.chunk, state=wkv_state, return_state=True)
+        else:
+            fn = wkv_parallel if self.wkv_mode == "parallel" else wkv_recurrent
+            y, wkv_state = fn(w, self.time_first, k, v, state=wkv_state, return_state=True)
         return self.output(torch.sigmoid(r) * y), (x[:, -1], wkv_state)
 
 
@@ -404,13 +425,14 @@ class TimeMix6(nn.Module):
     Output: ``W_o(GroupNorm(wkv) * silu(g))``.  State: ``(x_last, S)`` with ``S`` (batch, H, K, K).
     """
 
-    def __init__(self, d_model: int, n_head: int, decay_rank: int = 16, wkv_mode: str = "parallel"):
+    def __init__(self, d_model: int, n_head: int, decay_rank: int = 16, wkv_mode: str = "chunked", chunk: int = 16):
         super().__init__()
         if d_model % n_head:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_head ({n_head})")
-        if wkv_mode not in ("parallel", "recurrent"):
-            raise ValueError(f"wkv_mode must be 'parallel' or 'recurrent', got {wkv_mode!r}")
-        self.d_model, self.n_head, self.head_size, self.wkv_mode = d_model, n_head, d_model // n_head, wkv_mode
+        if wkv_mode not in _WKV_MODES:
+            raise ValueError(f"wkv_mode must be one of {_WKV_MODES}, got {wkv_mode!r}")
+        self.d_model, self.n_head, self.head_size = d_model, n_head, d_model // n_head
+        self.wkv_mode, self.chunk = wkv_mode, chunk
         self.mix = nn.Parameter(torch.stack([_ramp(d_model, 1.0, 0.5)] * 5))  # r, k, v, w, g
         self.time_decay = nn.Parameter(_ramp(d_model, -4.0, 1.0))
         self.decay_A = nn.Parameter(torch.zeros(d_model, decay_rank))
@@ -444,8 +466,11 @@ class TimeMix6(nn.Module):
         H, K = self.n_head, self.head_size
         r, k, v = (f(z).view(B, L, H, K) for f, z in ((self.receptance, xr), (self.key, xk), (self.value, xv)))
         log_w = self.log_decay(xw).view(B, L, H, K)
-        fn = wkv6_parallel if self.wkv_mode == "parallel" else wkv6_recurrent
-        y, S = fn(r, log_w, k, v, self.time_first, state=S, return_state=True)
+        if self.wkv_mode == "chunked":
+            y, S = wkv6_chunked(r, log_w, k, v, self.time_first, self.chunk, state=S, return_state=True)
+        else:
+            fn = wkv6_parallel if self.wkv_mode == "parallel" else wkv6_recurrent
+            y, S = fn(r, log_w, k, v, self.time_first, state=S, return_state=True)
         y = self.norm(y.reshape(B * L, C)).view(B, L, C)
         return self.output(y * F.silu(self.gate(xg))), (x[:, -1], S)
 
@@ -480,7 +505,7 @@ class RWKVBlock(nn.Module):
     """``x + TimeMix(LN(x))`` then ``x + ChannelMix(LN(x))``; ``version`` 4 or 6 picks the time mix."""
 
     def __init__(self, d_model: int, version: int = 4, n_head: int = 1, ffn_hidden: int | None = None,
-                 wkv_mode: str = "parallel"):
+                 wkv_mode: str = "chunked"):
         super().__init__()
         if version not in (4, 6):
             raise ValueError(f"version must be 4 or 6, got {version!r}")
@@ -509,7 +534,7 @@ class RWKVLM(nn.Module):
     """
 
     def __init__(self, vocab_size: int, d_model: int, n_layer: int, version: int = 4, n_head: int = 1,
-                 ffn_hidden: int | None = None, wkv_mode: str = "parallel"):
+                 ffn_hidden: int | None = None, wkv_mode: str = "chunked"):
         super().__init__()
         self.vocab_size, self.d_model = vocab_size, d_model
         self.emb = nn.Embedding(vocab_size, d_model)

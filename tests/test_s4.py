@@ -144,6 +144,14 @@ def test_kernel_diag_equals_naive_kernel(N, L, seed):
     np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-12)
 
 
+def test_kernel_diag_real_zero_and_negative_modes():
+    dA = np.array([0.0, -0.5, 0.9, 1.0])
+    dB, C = np.array([1.0, 2.0, -1.0, 0.5]), np.array([0.3, 1.0, 2.0, -1.0])
+    K = s4.kernel_diag(dA, dB, C, 9)
+    assert K.dtype == np.float64                      # real in, real out
+    np.testing.assert_allclose(K, s4.kernel(np.diag(dA), dB, C, 9), rtol=1e-12, atol=1e-14)
+
+
 def test_kernel_diag_batched_rows_are_independent():
     rng = np.random.default_rng(3)
     dA = rng.uniform(-0.9, 0.9, size=(4, 3))
@@ -268,11 +276,11 @@ def test_layer_conv_mode_equals_recurrent_mode(init, L):
         torch.testing.assert_close(torch.cat([ya, yb], -1), y_conv, rtol=0, atol=1e-10)
 
 
-def test_layer_kernel_equals_real_state_space_oracle():
+@pytest.mark.parametrize("L", [1, 2, 16, 19, 101])
+def test_layer_kernel_equals_real_state_space_oracle(L):
     """The layer's kernel is the impulse response of a real SSM of size 2N (conjugate pairs)."""
-    torch.manual_seed(0)
+    torch.manual_seed(L)
     layer = s4.S4Layer(2, 3, dt_min=0.05, dt_max=0.3).double()
-    L = 19
     with torch.no_grad():
         K, dA, dB = layer.kernel(L)
         C = torch.view_as_complex(layer.C.detach())

@@ -138,19 +138,6 @@ def test_auto_backend_is_torch_on_cpu_and_ref_backend():
     torch.testing.assert_close(selective_scan(**kw, backend="ref"), selective_scan_ref(**kw))
 
 
-def test_doubling_scan_is_the_recurrence():
-    g = torch.Generator().manual_seed(random.randrange(2**31))
-    a = torch.rand(3, 13, 2, generator=g, dtype=torch.float64)
-    b = torch.randn(3, 13, 2, generator=g, dtype=torch.float64)
-    a_cum, h = sel._doubling_scan(a, b)
-    hh, prod = torch.zeros(3, 2, dtype=torch.float64), torch.ones(3, 2, dtype=torch.float64)
-    for t in range(13):
-        hh = a[:, t] * hh + b[:, t]
-        prod = prod * a[:, t]
-        torch.testing.assert_close(h[:, t], hh)
-        torch.testing.assert_close(a_cum[:, t], prod)
-
-
 # ---- validation ------------------------------------------------------------------------------
 
 def _good():
