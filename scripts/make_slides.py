@@ -124,6 +124,23 @@ MATHJAX = (
     '<script src="mathjax/tex-chtml.js"></script>')
 
 
+REVEAL_INIT = """<script src="reveal.js/dist/reveal.js"></script>
+<script src="reveal.js/plugin/notes/notes.js"></script>
+<script>
+Reveal.initialize({controls: true, progress: true, history: true, transition: "slide",
+                   plugins: [RevealNotes], width: 960, height: 700});
+// tall slides scroll instead of overflowing
+function ssmbookScroll() {
+  var h = document.querySelector(".reveal").clientHeight * 0.95;
+  document.querySelectorAll("section.present section, section.present").forEach(function (s) {
+    if (s.scrollHeight > h) { s.style.height = "95vh"; s.style.overflowY = "auto"; }
+  });
+}
+Reveal.on("ready", ssmbookScroll);
+Reveal.on("slidechanged", ssmbookScroll);
+</script>"""
+
+
 def export(nb, title: str) -> str:
     c = Config()
     c.TagRemovePreprocessor.enabled = True
@@ -137,6 +154,10 @@ def export(nb, title: str) -> str:
     # replace MathJax 2 from a CDN by the vendored MathJax 3.
     body = re.sub(r'<script[^>]+src="https://[^"]*mathjax[^"]*"[^>]*>\s*</script>', MATHJAX, body, flags=re.I)
     body = re.sub(r'<script[^>]+src="https://[^"]*"[^>]*>\s*</script>', "", body)
+    # nbconvert starts reveal.js through require.js and jQuery from a CDN; start it directly instead.
+    body, n = re.subn(r"<script>\s*require\(.*?</script>", REVEAL_INIT, body, flags=re.S)
+    if n != 1:
+        raise RuntimeError("unexpected nbconvert slides template: reveal.js start-up block not found")
     return body
 
 

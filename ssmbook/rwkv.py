@@ -44,7 +44,7 @@ __all__ = [
     "wkv_reference", "wkv_naive", "wkv_recurrent", "wkv_parallel", "wkv_chunked", "wkv_init_state",
     "wkv6_reference", "wkv6_recurrent", "wkv6_parallel", "wkv6_chunked",
     "TimeMix", "TimeMix6", "ChannelMix", "RWKVBlock", "RWKVLM",
-    "causal_softmax_attention", "TransformerLM", "count_parameters",
+    "causal_softmax_attention", "attention_step", "TransformerLM", "count_parameters",
     "char_corpus", "train_lm", "peak_memory",
 ]
 
@@ -591,6 +591,22 @@ def causal_softmax_attention(q, k, v):
     mask = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
     scores = scores.masked_fill(mask, -math.inf)
     return torch.einsum("bhts,bshd->bthd", torch.softmax(scores, dim=-1), v)
+
+
+def attention_step(q, k_cache, v_cache):
+    """One decoding step of softmax attention: the new query ``q`` (batch, H, D) against the cache
+    ``k_cache`` (batch, t, H, D) and ``v_cache`` (batch, t, H, Dv) of all ``t`` tokens so far
+    (the new one included).  O(t) time and a cache of O(t) memory: what RWKV's O(1) state replaces.
+    """
+    for name, x, nd in (("q", q, 3), ("k_cache", k_cache, 4), ("v_cache", v_cache, 4)):
+        _check_float(name, x)
+        if x.dim() != nd:
+            raise ValueError(f"{name} must have {nd} dimensions, got shape {tuple(x.shape)}")
+    if k_cache.shape[0] != q.shape[0] or k_cache.shape[2:] != q.shape[1:] or v_cache.shape[:3] != k_cache.shape[:3]:
+        raise ValueError(f"expected q (batch, H, D), k_cache (batch, t, H, D), v_cache (batch, t, H, Dv); got "
+                         f"{tuple(q.shape)}, {tuple(k_cache.shape)}, {tuple(v_cache.shape)}")
+    scores = torch.einsum("bhd,bthd->bht", q, k_cache) / math.sqrt(q.shape[-1])
+    return torch.einsum("bht,bthd->bhd", torch.softmax(scores, dim=-1), v_cache)
 
 
 class _AttentionBlock(nn.Module):

@@ -260,6 +260,17 @@ def test_causal_softmax_attention_matches_loop(T):
     torch.testing.assert_close(rwkv.causal_softmax_attention(q, k, v), attention_loop(q, k, v))
 
 
+def test_attention_step_is_the_last_row_of_causal_attention():
+    g = torch.Generator().manual_seed(0)
+    q, k = (torch.randn(2, 7, 3, 4, generator=g, dtype=F64) for _ in range(2))
+    v = torch.randn(2, 7, 3, 5, generator=g, dtype=F64)
+    full = rwkv.causal_softmax_attention(q, k, v)
+    for t in (1, 4, 7):
+        torch.testing.assert_close(rwkv.attention_step(q[:, t - 1], k[:, :t], v[:, :t]), full[:, t - 1])
+    with pytest.raises(ValueError, match=r"expected q \(batch, H, D\), k_cache"):
+        rwkv.attention_step(q[:, 0], k[:, :, :2], v)
+
+
 def test_transformer_is_causal_and_counts_parameters():
     torch.manual_seed(0)
     model = rwkv.TransformerLM(9, 8, 1, n_head=2, max_len=16)
