@@ -23,6 +23,7 @@ from .selective_scan import (  # noqa: E402
     SelectiveScanFn,
     choose_blocks,
     selective_scan_triton,
+    source_sections,
 )
 
-__all__ = ["SelectiveScanFn", "selective_scan_triton", "choose_blocks"]
+__all__ = ["SelectiveScanFn", "selective_scan_triton", "choose_blocks", "source_sections"]

@@ -162,7 +162,7 @@ def _selective_scan_bwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    # The same ownership as the forward kernel: one batch element, BLOCK_D channels, all N.
+    # --- Which part of the problem this program owns: as in the forward kernel ---------------
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -173,6 +173,7 @@ def _selective_scan_bwd_kernel(
     mdn = mask_d[:, None] & mask_n[None, :]
     group = (pid_d * BLOCK_D) // dim_per_group
 
+    # --- Per-channel parameters, and accumulators for their gradients ------------------------
     A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mdn, other=0.0).to(tl.float32)
     bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
     if HAS_BIAS:
@@ -195,7 +196,8 @@ def _selective_scan_bwd_kernel(
     is_last = (offs_t == BLOCK_T - 1)[None, :, None]
 
     for cc in range(0, n_chunks):
-        c = n_chunks - 1 - cc                                         # chunks from last to first
+        # --- Load one chunk, walking the chunks from last to first -----------------------------
+        c = n_chunks - 1 - cc
         t = c * BLOCK_T + offs_t
         mask_t = t < L
         m2 = mask_d[:, None] & mask_t[None, :]
@@ -317,9 +319,10 @@ def _interpreting():
 
 def _check_device(u):
     if not u.is_cuda and not _interpreting():
-        raise RuntimeError(
-            "the Triton kernels need CUDA tensors, or the Triton interpreter for CPU tensors: set "
-            "TRITON_INTERPRET=1 before triton is imported (importing ssmbook.kernels first does it)"
+        raise ValueError(
+            f"u must be a CUDA tensor for the compiled Triton kernels, got device {u.device}; for CPU "
+            "tensors set TRITON_INTERPRET=1 before triton is imported (importing ssmbook.kernels "
+            "first does it on machines without CUDA), or use backend='torch'"
         )
 
 
@@ -351,6 +354,9 @@ class SelectiveScanFn(torch.autograd.Function):
     def forward(ctx, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                 return_last_state=False, block_t=None, block_d=None):
         batch, dim, L, N, groups = check_inputs(u, delta, A, B, C, D, z, delta_bias)
+        if u.dtype == torch.float64:
+            raise ValueError("u must be float32, float16 or bfloat16 for the Triton kernels, got "
+                             "torch.float64")
         _check_device(u)
         B4, C4 = _as_4d(B), _as_4d(C)
         blocks = choose_blocks(dim, L, N, B4.shape[1], block_t, block_d)
@@ -417,3 +423,25 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     """
     return SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                  return_last_state, block_t, block_d)
+
+
+def source_sections(fn):
+    """Split the source of a kernel (or any function) at its ``# --- title ---`` comments.
+
+    Returns a list of ``(title, code)`` pairs in order; the code before the first marker is titled
+    ``"signature"``. Joining the codes gives back the whole source: the chapter uses this to show
+    a kernel section by section, straight from this file.
+    """
+    import inspect
+
+    src = inspect.getsource(getattr(fn, "fn", fn))  # a @triton.jit kernel keeps the function in .fn
+    sections, title, lines = [], "signature", []
+    for line in src.splitlines(keepends=True):
+        stripped = line.strip()
+        if stripped.startswith("# ---") and stripped.strip("# -"):
+            if lines:
+                sections.append((title, "".join(lines)))
+            title, lines = stripped.strip("# -").strip(), []
+        lines.append(line)
+    sections.append((title, "".join(lines)))
+    return sections

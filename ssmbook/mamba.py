@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MambaBlock", "MambaLM", "MambaState", "RMSNorm", "dt_bias_init", "s4d_real_A_log"]
+__all__ = ["MambaBlock", "MambaLM", "MambaState", "RMSNorm", "S4LM", "dt_bias_init", "s4d_real_A_log",
+           "selective_copying_batch", "train_selective_copying"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,3 +317,99 @@ class MambaLM(nn.Module):
             x = x + y
             new.append(s)
         return self.lm_head(self.norm_f(x)), new
+
+
+# --------------------------------------------------------------------------------------------
+# the LTI baseline and the selective-copying task (chapter 5's experiment)
+# --------------------------------------------------------------------------------------------
+class S4LM(nn.Module):
+    """The time-invariant baseline: like :class:`MambaLM`, but each block is an S4D layer
+    (:class:`ssmbook.s4.S4Layer`, a fixed convolution per channel) followed by GELU and a linear map:
+    embedding → n_layer × (x + Linear(GELU(S4(RMSNorm(x))))) → RMSNorm → tied head.
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, n_layer: int, d_state: int = 16, **s4_kw):
+        super().__init__()
+        from .s4 import S4Layer
+
+        for name, v in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layer", n_layer)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        self.vocab_size, self.d_model, self.n_layer = vocab_size, d_model, n_layer
+        self.embedding = nn.Embedding(vocab_size, d_model)
+        self.norms = nn.ModuleList([RMSNorm(d_model) for _ in range(n_layer)])
+        self.ssms = nn.ModuleList([S4Layer(d_model, d_state, **s4_kw) for _ in range(n_layer)])
+        self.mix = nn.ModuleList([nn.Linear(d_model, d_model) for _ in range(n_layer)])
+        self.norm_f = RMSNorm(d_model)
+        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
+        self.lm_head.weight = self.embedding.weight
+        with torch.no_grad():
+            self.embedding.weight.normal_(0.0, d_model ** -0.5)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        MambaLM._check_tokens(self, "tokens", tokens, "(batch, L)")
+        if tokens.dim() != 2 or tokens.shape[1] < 1:
+            raise ValueError(f"tokens must have shape (batch, L) with L >= 1, got {tuple(tokens.shape)}")
+        x = self.embedding(tokens)
+        for norm, ssm, mix in zip(self.norms, self.ssms, self.mix):
+            y = ssm(norm(x).transpose(1, 2)).transpose(1, 2)
+            x = x + mix(F.gelu(y))
+        return self.lm_head(self.norm_f(x))
+
+
+def selective_copying_batch(batch: int, n_context: int = 24, n_data: int = 4, n_symbols: int = 8,
+                            generator: torch.Generator | None = None):
+    """A batch of the selective-copying task (Gu & Dao, section 3.1), at toy scale.
+
+    Vocabulary: ``0`` blank (noise), ``1..n_symbols`` data symbols, ``n_symbols + 1`` the "go" marker.
+    Each sequence has ``n_context`` positions, of which ``n_data`` random ones (a different set in
+    every row) hold random data symbols and the rest are blank, followed by ``n_data`` go markers.
+    At the markers the model must output the data symbols in their order of appearance.
+
+    Returns ``tokens`` (batch, n_context + n_data) int64 and ``targets`` (batch, n_data) int64; the
+    vocabulary size is ``n_symbols + 2``.
+    """
+    for name, v in (("batch", batch), ("n_context", n_context), ("n_data", n_data), ("n_symbols", n_symbols)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if n_data > n_context:
+        raise ValueError(f"n_data must be <= n_context, got n_data={n_data}, n_context={n_context}")
+    pos = torch.rand(batch, n_context, generator=generator).argsort(dim=1)[:, :n_data]
+    pos = pos.sort(dim=1).values                                           # in order of appearance
+    data = torch.randint(1, n_symbols + 1, (batch, n_data), generator=generator)
+    tokens = torch.zeros(batch, n_context + n_data, dtype=torch.int64)
+    tokens.scatter_(1, pos, data)
+    tokens[:, n_context:] = n_symbols + 1
+    return tokens, data
+
+
+def train_selective_copying(model: nn.Module, steps: int, batch: int = 32, lr: float = 3e-3,
+                            n_context: int = 24, n_data: int = 4, n_symbols: int = 8, seed: int = 0,
+                            n_eval: int = 512) -> dict:
+    """Train ``model`` (tokens → logits) on selective copying with AdamW; the loss is the
+    cross-entropy at the ``n_data`` answer positions only.
+
+    Returns ``{"loss": [...], "acc": [...]}`` (per training step: the batch's loss and the fraction
+    of answer tokens right) and ``"eval_acc"``: that fraction on ``n_eval`` fresh sequences.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    hist = {"loss": [], "acc": []}
+    model.train()
+    for _ in range(steps):
+        tokens, target = selective_copying_batch(batch, n_context, n_data, n_symbols, generator=g)
+        logits = model(tokens)[:, -n_data:]
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        hist["loss"].append(loss.item())
+        hist["acc"].append((logits.argmax(-1) == target).float().mean().item())
+    model.eval()
+    g_eval = torch.Generator().manual_seed(10_000 + seed)
+    tokens, target = selective_copying_batch(n_eval, n_context, n_data, n_symbols, generator=g_eval)
+    with torch.no_grad():
+        hist["eval_acc"] = (model(tokens)[:, -n_data:].argmax(-1) == target).float().mean().item()
+    return hist

@@ -45,7 +45,7 @@ __all__ = [
     "wkv6_reference", "wkv6_recurrent", "wkv6_parallel", "wkv6_chunked",
     "TimeMix", "TimeMix6", "ChannelMix", "RWKVBlock", "RWKVLM",
     "causal_softmax_attention", "attention_step", "TransformerLM", "count_parameters",
-    "char_corpus", "train_lm", "peak_memory",
+    "char_corpus", "train_lm", "peak_memory", "count_ops",
 ]
 
 
@@ -767,3 +767,24 @@ def peak_memory(fn, *args, **kwargs):
     with Probe():
         result = fn(*args, **kwargs)
     return result, live["peak"]
+
+
+def count_ops(fn, *args, **kwargs):
+    """Run ``fn(*args, **kwargs)`` and return ``(result, n)``, ``n`` the number of torch operator calls.
+
+    Each call is one pass over its tensors, however large: a form that needs ``L`` sequential steps
+    makes O(L) calls, a parallel form a number independent of ``L``.  For a machine that runs each
+    operator in parallel over its elements (a GPU), ``n`` is the length of the critical path.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    calls = [0]
+
+    class Counter(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            calls[0] += 1
+            return func(*args, **(kwargs or {}))
+
+    with Counter():
+        result = fn(*args, **kwargs)
+    return result, calls[0]

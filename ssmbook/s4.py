@@ -352,6 +352,17 @@ def s4d_kernel(log_dt, log_A_real, A_imag, C, L: int):
     size 2N, hence the factor 2 and the real part.  Returns (H, L), Ā and B̄.
     """
     L = _check_N(L, "L")
+    if log_dt.ndim != 1 or log_dt.is_complex():
+        raise ValueError(f"log_dt must be a real tensor of shape (H,), got {tuple(log_dt.shape)} {log_dt.dtype}")
+    H = log_dt.shape[0]
+    for name, x in (("log_A_real", log_A_real), ("A_imag", A_imag), ("C", C)):
+        if x.ndim != 2 or x.shape[0] != H:
+            raise ValueError(f"{name} must have shape (H, N) with H = {H}, got {tuple(x.shape)}")
+    if A_imag.shape != log_A_real.shape or C.shape != log_A_real.shape:
+        raise ValueError(f"log_A_real, A_imag and C must share one shape (H, N), got "
+                         f"{tuple(log_A_real.shape)}, {tuple(A_imag.shape)}, {tuple(C.shape)}")
+    if not C.is_complex():
+        raise ValueError(f"C must be a complex tensor, got {C.dtype}")
     A = torch.complex(-torch.exp(log_A_real), A_imag)
     delta = torch.exp(log_dt)[:, None]
     dA, dB = zoh_diag_torch(A, torch.ones_like(A), delta[:, 0])

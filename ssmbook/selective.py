@@ -69,7 +69,8 @@ def check_inputs(u, delta, A, B, C, D=None, z=None, delta_bias=None):
     for name in ("delta", "z"):
         t = named[name]
         if t is not None and tuple(t.shape) != (batch, dim, L):
-            raise ValueError(f"{name} must have shape (batch, dim, L) = {(batch, dim, L)}, got {_describe(t)}")
+            raise ValueError(
+                f"{name} must have shape (batch, dim, L) = {(batch, dim, L)}, got {_describe(t)}")
         if t is not None and t.dtype != u.dtype:
             raise ValueError(f"{name} must have the dtype of u ({u.dtype}), got {t.dtype}")
     if A.dim() != 2 or A.shape[0] != dim:

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ssmbook.selective import random_inputs, selective_scan, selective_scan_ref
 
@@ -126,6 +128,16 @@ def test_triton_rejects_float64_and_bad_blocks():
         kernels.selective_scan_triton(**{**kw, "A": kw["A"][:3]})
 
 
+def test_cpu_tensors_without_interpreter_are_refused(monkeypatch):
+    monkeypatch.setattr(kernels.selective_scan, "_interpreting", lambda: False)
+    kw = random_inputs(1, 2, 3, 2, seed=0)
+    with pytest.raises(ValueError, match="u must be a CUDA tensor for the compiled Triton kernels"):
+        kernels.selective_scan_triton(**kw)
+    kw = random_inputs(1, 2, 3, 2, seed=0, dtype=torch.float64)
+    with pytest.raises(ValueError, match="u must be float32, float16 or bfloat16"):
+        kernels.selective_scan_triton(**kw)
+
+
 def test_choose_blocks_respects_groups_and_budget():
     for dim, groups in [(6, 3), (12, 4), (64, 1), (5, 1), (48, 2)]:
         for N in (1, 5, 16, 256):
@@ -146,6 +158,15 @@ def test_importing_kernels_switches_on_the_interpreter():
     assert res.stdout.strip() == "1"
 
 
+@settings(max_examples=6, deadline=None)
+@given(batch=st.integers(1, 2), dim=st.integers(1, 4), L=st.integers(1, 24), N=st.integers(1, 6),
+       groups=st.sampled_from([0, 1, "dim"]), options=st.sampled_from(OPTIONS),
+       block_t=st.sampled_from([None, 2, 4, 8]))
+def test_random_shapes_match_oracle(batch, dim, L, N, groups, options, block_t):
+    G = dim if groups == "dim" else groups
+    run_and_compare(batch, dim, L, N, G, options, block_t=block_t)
+
+
 # ---- GPU only: realistic sizes -------------------------------------------------------------
 
 
@@ -163,3 +184,16 @@ def test_gpu_sizes(shape, dtype):
 @pytest.mark.parametrize("options", OPTIONS[1:], ids=str)
 def test_gpu_options(options):
     run_and_compare(2, 48, 777, 16, 0, options)
+
+
+def test_source_sections_cover_the_kernels():
+    import inspect
+
+    for kern in (kernels.selective_scan._selective_scan_fwd_kernel,
+                 kernels.selective_scan._selective_scan_bwd_kernel):
+        sections = kernels.source_sections(kern)
+        assert "".join(code for _, code in sections) == inspect.getsource(kern.fn)
+        assert sections[0][0] == "signature" and len(sections) >= 6
+        assert all(title and code.strip() for title, code in sections)
+    titles = [t for t, _ in kernels.source_sections(kernels.selective_scan._selective_scan_fwd_kernel)]
+    assert any("Solve the recurrence inside the chunk" in t for t in titles)

@@ -289,9 +289,15 @@ def test_digits_split_and_training_learn():
     assert len(data.x_train) + len(data.x_test) == 1797
     assert float(data.x_train.max()) <= 1.0 and float(data.x_train.min()) >= 0.0
     assert set(data.y_test.tolist()) == set(range(10))
-    torch.manual_seed(0)
-    res = mo.train_classifier(mo.TinyMambaOut(dims=(8, 16)), data, epochs=2, seed=0)
-    assert res["test_acc"] > 0.5  # chance is 0.1
+    small = mo.DigitsSplit(data.x_train[:600], data.y_train[:600], data.x_test[:300], data.y_test[:300])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model: one thread is fastest
+    try:
+        torch.manual_seed(0)
+        res = mo.train_classifier(mo.TinyMambaOut(dims=(8, 16)), small, epochs=8, seed=0)
+    finally:
+        torch.set_num_threads(threads)
+    assert res["test_acc"] > 0.5 and res["params"] > 0  # chance is 0.1
     with pytest.raises(ValueError, match="test_fraction"):
         mo.load_digits_split(test_fraction=1.5)
     with pytest.raises(ValueError, match="name must be one of"):

@@ -332,6 +332,24 @@ def test_peak_memory_sees_live_tensors_only():
     assert peak_att >= 256 * 256 * 4  # the T x T score matrix
 
 
+def test_count_ops_counts_calls_and_sees_sequential_steps():
+    x = torch.ones(3)
+    r, n = rwkv.count_ops(lambda: (x + 1) * 2)
+    assert n == 2 and torch.equal(r, torch.full((3,), 4.0))
+
+    def calls(fn, T):
+        w, u, k, v = wkv_inputs(1, T, 2, seed=0)
+        return rwkv.count_ops(fn, w, u, k, v)[1]
+
+    rec = [calls(rwkv.wkv_recurrent, T) for T in (4, 8, 12)]
+    assert rec[2] - rec[1] == rec[1] - rec[0] > 0  # a fixed number of calls per time step
+    par = [calls(rwkv.wkv_parallel, T) for T in (4, 8, 12)]
+    assert par[0] == par[1] == par[2]  # one pass, whatever T
+    q = torch.randn(1, 4, 1, 2)
+    assert rwkv.count_ops(rwkv.causal_softmax_attention, q, q, q)[1] == \
+        rwkv.count_ops(rwkv.causal_softmax_attention, *(torch.randn(1, 9, 1, 2),) * 3)[1]
+
+
 # ---------------------------------------------------------------------------------------------- errors
 def test_wkv_errors_name_argument_and_shape():
     w, u, k, v = wkv_inputs(2, 4, 3, seed=0)

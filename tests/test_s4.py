@@ -359,6 +359,21 @@ def test_gradcheck_layer_parameters_and_input(mode):
     assert torch.autograd.gradcheck(f, (u,) + params)
 
 
+def test_s4d_kernel_errors():
+    H, N = 2, 3
+    ok = dict(log_dt=torch.zeros(H), log_A_real=torch.zeros(H, N), A_imag=torch.zeros(H, N),
+              C=torch.zeros(H, N, dtype=torch.complex64))
+    assert s4.s4d_kernel(L=5, **ok)[0].shape == (H, 5)
+    with pytest.raises(ValueError, match=r"log_dt must be a real tensor of shape \(H,\)"):
+        s4.s4d_kernel(L=5, **{**ok, "log_dt": torch.zeros(H, 1)})
+    with pytest.raises(ValueError, match=r"A_imag must have shape \(H, N\) with H = 2"):
+        s4.s4d_kernel(L=5, **{**ok, "A_imag": torch.zeros(3, N)})
+    with pytest.raises(ValueError, match="must share one shape"):
+        s4.s4d_kernel(L=5, **{**ok, "C": torch.zeros(H, N + 1, dtype=torch.complex64)})
+    with pytest.raises(ValueError, match="C must be a complex tensor"):
+        s4.s4d_kernel(L=5, **{**ok, "C": torch.zeros(H, N)})
+
+
 def test_layer_errors():
     layer = s4.S4Layer(3, 4)
     with pytest.raises(ValueError, match=r"u must have shape \(batch, H, L\) with H = 3"):

@@ -1,0 +1,123 @@
+"""Read committed benchmark results (benchmarks/results/*.json) and draw the chapter-6 figures.
+
+Used by book/06_parallel_scan.ipynb and by NOTES.md; the numbers come only from the JSON files that
+``bench_selective_scan.py`` wrote on the GPU machine.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+
+HERE = pathlib.Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+ORDER = ["triton", "official", "torch", "torch_parallel_scan", "oracle"]
+LABELS = {"triton": "Triton kernel (ssmbook)", "official": "official CUDA (mamba_ssm)",
+          "torch": "torch, chunked", "torch_parallel_scan": "torch parallel scan", "oracle": "torch loop oracle"}
+
+
+def load_results(folder=RESULTS, device_only=True):
+    """Every results JSON in ``folder`` (GPU runs only by default), newest first."""
+    runs = []
+    for p in sorted(pathlib.Path(folder).glob("*.json")):
+        r = json.loads(p.read_text())
+        if device_only and r.get("environment", {}).get("device") != "cuda":
+            continue
+        r["_path"] = str(p)
+        runs.append(r)
+    runs.sort(key=lambda r: r["environment"]["date"], reverse=True)
+    return runs
+
+
+def label(run):
+    e = run["environment"]
+    return f"{e['gpu']}, {e['date'][:10]} (torch {e['torch']}, Triton {e['triton']})"
+
+
+def records(run, pass_="fwd", dtype=None, z=None, N=None):
+    out = []
+    for r in run["selective_scan"]:
+        if r["pass_"] != pass_ or (dtype and r["dtype"] != dtype) or (z is not None and r["z"] != z):
+            continue
+        if N is not None and r["N"] != N:
+            continue
+        out.append(r)
+    return out
+
+
+def median(rec, impl):
+    return rec["results"].get(impl, {}).get("median_ms")
+
+
+def ratio_table(run, num="triton", den="official"):
+    """Rows (shape, dtype, z, pass, num ms, den ms, num / den) for every record where both were timed."""
+    rows = []
+    for r in run["selective_scan"]:
+        a, b = median(r, num), median(r, den)
+        if a is None or b is None:
+            continue
+        rows.append(dict(shape=(r["batch"], r["dim"], r["L"], r["N"]), dtype=r["dtype"], z=r["z"],
+                         pass_=r["pass_"], num_ms=a, den_ms=b, ratio=a / b))
+    return rows
+
+
+def markdown_ratio_table(run, num="triton", den="official"):
+    rows = ratio_table(run, num, den)
+    lines = [f"| (B, D, L, N) | dtype | z | pass | {num} ms | {den} ms | {num} / {den} |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['shape']} | {r['dtype']} | {'yes' if r['z'] else 'no'} | {r['pass_']} | "
+                     f"{r['num_ms']:.3f} | {r['den_ms']:.3f} | {r['ratio']:.2f} |")
+    return "\n".join(lines)
+
+
+def plot_time_per_token_channel(ax, run, dtype="float32", pass_="fwd"):
+    """Time per (batch · L) token and channel, against L, for the N = 16 shapes (log-log)."""
+    recs = sorted(records(run, pass_, dtype, z=False, N=16), key=lambda r: r["L"])
+    for impl in ORDER:
+        pts = [(r["L"], median(r, impl) * 1e6 / (r["batch"] * r["L"] * r["dim"]))
+               for r in recs if median(r, impl) is not None]
+        if pts:
+            ax.plot(*zip(*pts), "o-", label=LABELS[impl])
+    floors = [(r["L"], r["hbm_floor_ms"] * 1e6 / (r["batch"] * r["L"] * r["dim"])) for r in recs]
+    ax.plot(*zip(*floors), "k--", lw=1, label="HBM floor")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("sequence length L")
+    ax.set_ylabel("ns per token per channel")
+    ax.set_title(f"{pass_}, {dtype}, N = 16, no z")
+
+
+def plot_bandwidth(ax, run, impls=("triton", "official"), pass_="fwd"):
+    """Effective bandwidth (fewest bytes / time) of each configuration against the copy bandwidth."""
+    recs = records(run, pass_, z=False)
+    names = [f"L={r['L']}\nN={r['N']}\n{'bf16' if r['dtype'] == 'bfloat16' else 'fp32'}" for r in recs]
+    width = 0.8 / len(impls)
+    for k, impl in enumerate(impls):
+        vals = [r["results"].get(impl, {}).get("GBps_effective", 0.0) for r in recs]
+        ax.bar([i + k * width for i in range(len(recs))], vals, width, label=LABELS[impl])
+    bw = run["copy_bandwidth"]["GBps"]
+    ax.axhline(bw, color="k", ls="--", lw=1, label=f"measured copy bandwidth {bw:.0f} GB/s")
+    # the exp-unit floor, as a bandwidth: bytes / max(HBM floor, exp floor)
+    cap = [r["bytes_min"] / (max(r["hbm_floor_ms"], r["exp_floor_ms"] or 0) * 1e-3) / 1e9 for r in recs]
+    ax.plot([i + 0.4 - width / 2 for i in range(len(recs))], cap, "kv", ms=5,
+            label="ceiling from max(HBM, exp) floor")
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(recs))], names, fontsize=7)
+    ax.set_ylabel("effective GB/s")
+    ax.set_title(f"{pass_}, no z: fewest bytes / measured time")
+
+
+def plot_time_per_token(ax, run, graphs=True):
+    t = run["time_per_token"]
+    ctx = t["context"]
+    ax.plot(ctx, t["mamba_ms"], "o-", label="Mamba, recurrent step (eager)")
+    ax.plot(ctx, t["attention_ms"], "s-", label="attention + KV cache (eager)")
+    if graphs and all(v is not None for v in t.get("mamba_graph_ms", [None])):
+        ax.plot(ctx, t["mamba_graph_ms"], "o--", label="Mamba, CUDA graph")
+        ax.plot(ctx, t["attention_graph_ms"], "s--", label="attention, CUDA graph")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("context length (tokens already seen)")
+    ax.set_ylabel("ms per generated token")
+    c = t["config"]
+    ax.set_title(f"batch {c['batch']}, d_model {c['d_model']}, {c['n_layer']} layers")
