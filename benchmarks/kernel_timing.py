@@ -1,18 +1,36 @@
-"""Quick sanity timing of the Triton selective scan against the torch path (kernel engineer's check).
+"""Timing of the Triton selective scan against the official CUDA kernel (kernel engineer's check).
 
-Run on a CUDA machine: ``python benchmarks/kernel_timing.py [--out results.json]``.
-Medians from triton.testing.do_bench; inputs from ssmbook.selective.random_inputs (never zeros).
-Byte floor: u, delta, B, C read once and the output written once (no z, D fused), over the
-bandwidth measured here with a device-to-device copy.
+Run on a CUDA machine from the repository root::
+
+    python benchmarks/kernel_timing.py sweep  --out results.json   # variants, one shape
+    python benchmarks/kernel_timing.py final  --out results.json   # the issue's shapes
+
+The official ``selective_scan_fn`` (mamba_ssm 2.3.2, built for sm_90 by ``benchmarks/official.py``) is
+loaded from ``.device/`` when present and timed in the same run on the same inputs: ratios against it
+are the targets of issue 10. Medians from ``triton.testing.do_bench``; inputs from
+``official.random_problem`` (never zeros). Before timing, every variant's forward and gradients are
+compared with the official kernel on the timed inputs (relative L2 error, printed).
+
+Floors: HBM = (u, delta, [z], out at batch·dim·L + B, C at batch·N·L) bytes / copy bandwidth measured
+here; exp = batch·dim·L·N exponentials / 4.18e12 per s (132 SMs × 16 ex2 per clock × 1.98 GHz).
 """
 import argparse
 import json
+import pathlib
+import sys
 
 import torch
 import triton
 
-from ssmbook.kernels import selective_scan_triton
-from ssmbook.selective import random_inputs, selective_scan
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import official  # noqa: E402
+
+from ssmbook import kernels  # noqa: E402
+from ssmbook.kernels import selective_scan_triton  # noqa: E402
+
+CFG = kernels.selective_scan.CONFIG
+GRADS = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
 
 
 def copy_bandwidth():
@@ -22,49 +40,152 @@ def copy_bandwidth():
     return 2 * x.numel() * 4 / (ms * 1e-3)
 
 
-def bench(shape, dtype, with_torch=True):
-    batch, dim, L, N = shape
-    kw = random_inputs(batch, dim, L, N, z=False, dtype=dtype, device="cuda", seed=0)
-    row = dict(shape=list(shape), dtype=str(dtype).replace("torch.", ""))
-    fwd = lambda: selective_scan_triton(**kw)  # noqa: E731
-    row["triton_fwd_ms"] = triton.testing.do_bench(fwd, return_mode="median")
-    leaves = [kw[k].requires_grad_(True) for k in ("u", "delta", "A", "B", "C", "D", "delta_bias")]
-    out = selective_scan_triton(**kw)
-    g = torch.randn_like(out)
+def load_official():
+    parts = HERE.parent / ".device" / "so"
+    src = HERE.parent / ".device" / "mamba_ssm-2.3.2.post1"
+    if not parts.exists():
+        return None
+    so = official.join_parts(parts, pathlib.Path("/tmp/ssm_official/selective_scan_cuda.so"))
+    return official.load_selective_scan_fn(so, src)
 
-    def fwd_bwd():
-        o = selective_scan_triton(**kw)
-        torch.autograd.grad(o, leaves, g)
 
-    row["triton_fwd_bwd_ms"] = triton.testing.do_bench(fwd_bwd, return_mode="median")
-    if with_torch:
-        try:
-            with torch.no_grad():
-                row["torch_fwd_ms"] = triton.testing.do_bench(
-                    lambda: selective_scan(**kw, backend="torch"), return_mode="median", rep=200)
-        except torch.OutOfMemoryError:
-            row["torch_fwd_ms"] = "out of memory"
-        torch.cuda.empty_cache()
-    elem = torch.finfo(dtype).bits // 8
-    row["bytes"] = (3 * batch * dim * L + 2 * batch * N * L) * elem
-    return row
+def rel(a, b):
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm())
+
+
+def time_pair(fn, kw, rep_fwd=100, rep_bwd=200):
+    """Median forward time and forward+backward time (gradients of every floating input)."""
+    fwd = triton.testing.do_bench(lambda: fn(**kw), return_mode="median", rep=rep_fwd)
+    leaves = {k: kw[k].detach().requires_grad_(True) for k in GRADS if kw.get(k) is not None}
+    kw2 = {**kw, **leaves}
+    g = torch.randn_like(kw["u"])
+
+    def fb():
+        out = fn(**kw2)
+        torch.autograd.grad(out, list(leaves.values()), g)
+
+    both = triton.testing.do_bench(fb, return_mode="median", rep=rep_bwd)
+    return fwd, both
+
+
+def grads(fn, kw, g):
+    leaves = {k: kw[k].detach().clone().requires_grad_(True) for k in GRADS if kw.get(k) is not None}
+    out = fn(**{**kw, **leaves})
+    gr = torch.autograd.grad(out, list(leaves.values()), g)
+    return out, dict(zip(leaves, gr))
+
+
+def compare(fn, ref_fn, kw):
+    """Worst relative error of the forward and of every gradient, fn against ref_fn."""
+    g = torch.randn_like(kw["u"])
+    o1, g1 = grads(fn, kw, g)
+    o2, g2 = grads(ref_fn, kw, g)
+    errs = {"out": rel(o1, o2), **{k: rel(g1[k], g2[k]) for k in g1}}
+    return max(errs.values()), errs
+
+
+def floors(batch, dim, L, N, dtype, with_z, bw):
+    el = torch.finfo(dtype).bits // 8
+    byts = ((4 if with_z else 3) * batch * dim * L + 2 * batch * N * L) * el
+    return byts / bw * 1e3, batch * dim * L * N / 4.18e12 * 1e3
+
+
+def configure(**kw):
+    CFG.update(dict(forward="auto", loop_block_d=None, fwd_warps=None, bwd_warps=None))
+    CFG.update(kw)
+
+
+def sweep(off, bw, rows):
+    batch, dim, L, N = 8, 2048, 4096, 16
+    for dtype in (torch.float32, torch.bfloat16):
+        kw = official.random_problem(batch, dim, L, N, dtype, False, "cuda", seed=1)
+        if off is not None:
+            f, b = time_pair(off, kw)
+            rows.append(dict(variant="official", dtype=str(dtype), fwd=f, fwd_bwd=b))
+            print(rows[-1], flush=True)
+        fwd_variants = [("v1 chunked", dict(forward="chunked"))] + [
+            (f"v2 loop BD={bd}", dict(forward="loop", loop_block_d=bd)) for bd in (32, 64, 128)]
+        for name, cfg in fwd_variants:
+            configure(**cfg)
+            err = compare(selective_scan_triton, off, kw)[0] if off is not None else None
+            f = triton.testing.do_bench(lambda: selective_scan_triton(**kw), return_mode="median")
+            rows.append(dict(variant=name, dtype=str(dtype), fwd=f, err_vs_official=err))
+            print(rows[-1], flush=True)
+        if dtype != torch.float32:
+            continue
+        # backward tiles (block_t, block_d, num_warps), with the loop forward
+        for bt, bd, nw in [(64, 2, 4), (16, 16, 4), (32, 8, 4), (16, 8, 4), (32, 16, 8), (16, 32, 8),
+                           (64, 8, 8), (8, 32, 4)]:
+            configure(forward="loop", bwd_warps=nw)
+            fn = lambda **k: selective_scan_triton(**k, block_t=bt, block_d=bd)  # noqa: E731
+            err = compare(fn, off, kw)[0] if off is not None else None
+            f, b = time_pair(fn, kw, rep_bwd=150)
+            rows.append(dict(variant=f"bwd BT={bt} BD={bd} warps={nw}", dtype=str(dtype), fwd=f,
+                             fwd_bwd=b, err_vs_official=err))
+            print(rows[-1], flush=True)
+    # N = 64: the loop kernel holds 64 states per thread (spills) against the chunked forward
+    kw = official.random_problem(8, 2048, 4096, 64, torch.float32, False, "cuda", seed=2)
+    if off is not None:
+        f = triton.testing.do_bench(lambda: off(**kw), return_mode="median")
+        rows.append(dict(variant="official N=64", dtype="float32", fwd=f))
+        print(rows[-1], flush=True)
+    for name, cfg in [("N=64 chunked", dict(forward="chunked")), ("N=64 loop BD=32", dict(forward="loop", loop_block_d=32)),
+                      ("N=64 loop BD=128", dict(forward="loop", loop_block_d=128))]:
+        configure(**cfg)
+        f = triton.testing.do_bench(lambda: selective_scan_triton(**kw), return_mode="median")
+        rows.append(dict(variant=name, dtype="float32", fwd=f))
+        print(rows[-1], flush=True)
+    configure()
+
+
+def final(off, bw, rows, bwd_tiles=None):
+    """The issue's shapes, fp32 and bf16, with and without z: ours (default tiles) and official."""
+    configure()
+    for shape in [(8, 2048, 4096, 16), (8, 2048, 4096, 64), (2, 2048, 16384, 16)]:
+        for dtype in (torch.float32, torch.bfloat16):
+            for with_z in (False, True):
+                kw = official.random_problem(*shape, dtype, with_z, "cuda", seed=3)
+                row = dict(shape=list(shape), dtype=str(dtype).replace("torch.", ""), z=with_z)
+                row["hbm_floor_ms"], row["exp_floor_ms"] = floors(*shape, dtype, with_z, bw)
+                row["triton_fwd_ms"], row["triton_fwd_bwd_ms"] = time_pair(selective_scan_triton, kw)
+                if off is not None:
+                    row["worst_rel_err_vs_official"] = compare(selective_scan_triton, off, kw)[0]
+                    row["official_fwd_ms"], row["official_fwd_bwd_ms"] = time_pair(off, kw)
+                    row["fwd_ratio"] = row["triton_fwd_ms"] / row["official_fwd_ms"]
+                    row["fwd_bwd_ratio"] = row["triton_fwd_bwd_ms"] / row["official_fwd_bwd_ms"]
+                row["fwd_over_floor"] = row["triton_fwd_ms"] / max(row["hbm_floor_ms"], row["exp_floor_ms"])
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                del kw
+                torch.cuda.empty_cache()
+
+
+def table(rows):
+    print("\nshape dtype z | triton fwd, fwd+bwd | official fwd, fwd+bwd | ratios | fwd/floor")
+    for r in rows:
+        if "shape" in r:
+            print(f"{r['shape']} {r['dtype']} z={int(r['z'])} | {r['triton_fwd_ms']:.3f} {r['triton_fwd_bwd_ms']:.3f} | "
+                  f"{r.get('official_fwd_ms', float('nan')):.3f} {r.get('official_fwd_bwd_ms', float('nan')):.3f} | "
+                  f"{r.get('fwd_ratio', float('nan')):.2f} {r.get('fwd_bwd_ratio', float('nan')):.2f} | {r['fwd_over_floor']:.1f}")
+        else:
+            print(r)
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
+    p.add_argument("what", choices=["sweep", "final"])
     p.add_argument("--out")
     args = p.parse_args()
     bw = copy_bandwidth()
+    off = load_official()
     rows = []
-    for shape in [(8, 2048, 4096, 16)]:
-        for dtype in (torch.float32, torch.bfloat16):
-            r = bench(shape, dtype)
-            r["hbm_floor_ms"] = r["bytes"] / bw * 1e3
-            rows.append(r)
-            print(r, flush=True)
-    res = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
-               copy_bandwidth_GBps=bw / 1e9, rows=rows)
-    print(json.dumps(res, indent=1))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(res, f, indent=1)
+    try:
+        (sweep if args.what == "sweep" else final)(off, bw, rows)
+    finally:
+        res = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
+                   copy_bandwidth_GBps=bw / 1e9, official_loaded=off is not None, rows=rows)
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(res, f, indent=1)
+        table(rows)

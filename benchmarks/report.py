@@ -12,8 +12,10 @@ HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 ORDER = ["triton", "official", "torch", "torch_parallel_scan", "oracle"]
+COLORS = {"triton": "#1f5fa8", "official": "#d1495b", "torch": "#2e933c", "torch_parallel_scan": "#edae49",
+          "oracle": "#66456b"}
 LABELS = {"triton": "Triton kernel (ssmbook)", "official": "official CUDA (mamba_ssm)",
-          "torch": "torch, chunked", "torch_parallel_scan": "torch parallel scan", "oracle": "torch loop oracle"}
+          "torch": "torch path (ssmbook)", "torch_parallel_scan": "torch parallel scan", "oracle": "torch loop oracle"}
 
 
 def load_results(folder=RESULTS, device_only=True):
@@ -78,7 +80,7 @@ def plot_time_per_token_channel(ax, run, dtype="float32", pass_="fwd"):
         pts = [(r["L"], median(r, impl) * 1e6 / (r["batch"] * r["L"] * r["dim"]))
                for r in recs if median(r, impl) is not None]
         if pts:
-            ax.plot(*zip(*pts), "o-", label=LABELS[impl])
+            ax.plot(*zip(*pts), "o-", color=COLORS[impl], label=LABELS[impl])
     floors = [(r["L"], r["hbm_floor_ms"] * 1e6 / (r["batch"] * r["L"] * r["dim"])) for r in recs]
     ax.plot(*zip(*floors), "k--", lw=1, label="HBM floor")
     ax.set_xscale("log", base=2)
@@ -95,7 +97,7 @@ def plot_bandwidth(ax, run, impls=("triton", "official"), pass_="fwd"):
     width = 0.8 / len(impls)
     for k, impl in enumerate(impls):
         vals = [r["results"].get(impl, {}).get("GBps_effective", 0.0) for r in recs]
-        ax.bar([i + k * width for i in range(len(recs))], vals, width, label=LABELS[impl])
+        ax.bar([i + k * width for i in range(len(recs))], vals, width, color=COLORS[impl], label=LABELS[impl])
     bw = run["copy_bandwidth"]["GBps"]
     ax.axhline(bw, color="k", ls="--", lw=1, label=f"measured copy bandwidth {bw:.0f} GB/s")
     # the exp-unit floor, as a bandwidth: bytes / max(HBM floor, exp floor)
@@ -107,17 +109,65 @@ def plot_bandwidth(ax, run, impls=("triton", "official"), pass_="fwd"):
     ax.set_title(f"{pass_}, no z: fewest bytes / measured time")
 
 
+def _plain_log_ticks(ax):
+    from matplotlib.ticker import FormatStrFormatter
+
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+
+
 def plot_time_per_token(ax, run, graphs=True):
     t = run["time_per_token"]
     ctx = t["context"]
-    ax.plot(ctx, t["mamba_ms"], "o-", label="Mamba, recurrent step (eager)")
-    ax.plot(ctx, t["attention_ms"], "s-", label="attention + KV cache (eager)")
+    ax.plot(ctx, t["mamba_ms"], "o-", color=COLORS["triton"], label="Mamba, recurrent step (eager)")
+    ax.plot(ctx, t["attention_ms"], "s-", color=COLORS["official"], label="attention + KV cache (eager)")
     if graphs and all(v is not None for v in t.get("mamba_graph_ms", [None])):
-        ax.plot(ctx, t["mamba_graph_ms"], "o--", label="Mamba, CUDA graph")
-        ax.plot(ctx, t["attention_graph_ms"], "s--", label="attention, CUDA graph")
+        ax.plot(ctx, t["mamba_graph_ms"], "o--", color=COLORS["triton"], label="Mamba, CUDA graph")
+        ax.plot(ctx, t["attention_graph_ms"], "s--", color=COLORS["official"], label="attention, CUDA graph")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("context length (tokens already seen)")
     ax.set_ylabel("ms per generated token")
+    _plain_log_ticks(ax)
     c = t["config"]
     ax.set_title(f"batch {c['batch']}, d_model {c['d_model']}, {c['n_layer']} layers")
+
+
+def floor_factors(run, shape=(8, 2048, 4096, 16), dtype="float32", pass_="fwd", z=False):
+    """For one configuration: {impl: (median ms, median / max(HBM floor, exp floor))}."""
+    for r in run["selective_scan"]:
+        if (r["batch"], r["dim"], r["L"], r["N"]) == tuple(shape) and r["dtype"] == dtype \
+                and r["pass_"] == pass_ and r["z"] == z:
+            floor = max(r["hbm_floor_ms"], r["exp_floor_ms"] or 0.0)
+            return {k: (v["median_ms"], v["median_ms"] / floor) for k, v in r["results"].items()
+                    if "median_ms" in v}
+    return {}
+
+
+def markdown_summary(run):
+    """The measured numbers of one run as markdown (for NOTES.md): machine, ceilings, and the
+    Triton / official ratio for every shape, dtype, z and pass, beside both floors."""
+    e = run["environment"]
+    lines = [f"Machine: {e['gpu']}, driver {e.get('driver')}, CUDA {e.get('cuda')}, torch {e['torch']}, "
+             f"Triton {e['triton']}, {e['date']}; {e.get('sm_count')} SMs, max SM clock "
+             f"{e.get('sm_clock_max_MHz')} MHz.",
+             f"Measured copy bandwidth {run['copy_bandwidth']['GBps']:.0f} GB/s (bytes read + written)."]
+    ex = run.get("exp_throughput") or {}
+    if "per_s" in ex:
+        lines.append(f"Measured exp2 throughput {ex['per_s'] / 1e12:.2f}e12 per s.")
+    lines.append("")
+    head = "| (B, D, L, N) | dtype | z | pass | HBM floor ms | exp floor ms | " + \
+        " | ".join(f"{k} ms" for k in ORDER) + " | triton / official |"
+    lines += [head, "|" + "---|" * (7 + len(ORDER))]
+    for r in run["selective_scan"]:
+        cells = []
+        for k in ORDER:
+            m = median(r, k)
+            cells.append(f"{m:.3f}" if m is not None else "–")
+        a, b = median(r, "triton"), median(r, "official")
+        ratio = f"{a / b:.2f}" if a is not None and b is not None else "–"
+        lines.append(f"| {(r['batch'], r['dim'], r['L'], r['N'])} | {r['dtype']} | {'yes' if r['z'] else 'no'} | "
+                     f"{r['pass_']} | {r['hbm_floor_ms']:.3f} | {(r['exp_floor_ms'] or 0):.3f} | "
+                     + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(lines)

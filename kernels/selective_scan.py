@@ -58,12 +58,17 @@ def _sigmoid(x):
 
 
 @triton.jit
-def _load_delta(delta_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+def _load_delta(delta_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                DIM2: tl.constexpr = True):
     # Returns (raw = delta + bias, δ = softplus(raw) or raw), both float32 and 0 where masked:
-    # δ = 0 makes a masked step the identity of the scan (a = e^0 = 1, b = 0).
+    # δ = 0 makes a masked step the identity of the scan (a = e^0 = 1, b = 0). DIM2: offs is a
+    # (channels, time) tile (the bias is per channel, broadcast along time), else (channels,).
     raw = tl.load(delta_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     if HAS_BIAS:
-        raw = raw + bias[:, None]
+        if DIM2:
+            raw = raw + bias[:, None]
+        else:
+            raw = raw + bias
     dt = raw
     if SOFTPLUS:
         dt = _softplus(raw)
@@ -145,6 +150,87 @@ def _selective_scan_fwd_kernel(
         h = tl.sum(tl.where(is_last, hs, 0.0), axis=1)
         tl.store(ckpt_ptr + (ckpt_row[:, None] + c) * N + offs_n[None, :], h,
                  mask=mask_d[:, None] & mask_n[None, :])
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward, version 2: one thread per channel, walking time step by step (issue 10)
+# ---------------------------------------------------------------------------------------------
+
+LOG2E: tl.constexpr = 1.4426950408889634
+
+
+@triton.jit(do_not_specialize=["stride_an"])
+def _selective_scan_fwd_loop_kernel(
+    u_ptr, delta_ptr, A_ptr, Bt_ptr, Ct_ptr, D_ptr, z_ptr, bias_ptr,  # inputs (B, C transposed)
+    out_ptr, ckpt_ptr,                                                  # outputs
+    dim, L, N, stride_an, n_groups, dim_per_group, n_chunks,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    # --- Which part of the problem this program owns ------------------------------------------
+    # BLOCK_D channels of one batch element, all N states of each, the whole sequence. The state
+    # is a (BLOCK_N, BLOCK_D) tile with the channels along its LAST axis: Triton's default layout
+    # then gives each thread one channel and all of its N states, so the read-out sum over n is
+    # a sum inside one thread (no shuffles between threads), and each thread runs N independent
+    # recurrences side by side, which keeps the arithmetic units busy although every step
+    # depends on the one before.
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)           # int64: offsets can pass 2**31 at large sizes
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_d = offs_d < dim
+    mask_n = offs_n < N
+    mnd = mask_n[:, None] & mask_d[None, :]
+    group = (pid_d * BLOCK_D) // dim_per_group      # the host picks BLOCK_D so a block is in one group
+
+    # --- Per-channel parameters: loaded once, kept in registers ------------------------------
+    # A is pre-scaled by log2(e) so that exp(δA) = exp2(δ · A log2 e): one multiply and one ex2
+    # per state and step. (stride_an = 1 at run time; passing it unspecialised hides from the
+    # compiler that A is contiguous along n, which would otherwise make it spread the n axis
+    # over threads for this one load and drag the whole loop into that layout.)
+    A2 = tl.load(A_ptr + offs_d[None, :] * N + offs_n[:, None] * stride_an, mask=mnd,
+                 other=0.0).to(tl.float32) * LOG2E                    # (BN, BD)
+    bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    Dskip = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    if HAS_D:
+        Dskip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+
+    row = (pid_b * dim + offs_d) * L                # start of each channel's sequence in u, delta, z
+    bc = (pid_b * n_groups + group) * L * N         # this group's B and C, transposed to (L, N)
+    ckpt_row = (pid_b * dim + offs_d) * n_chunks    # checkpoints: (batch, dim, n_chunks, N)
+    h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+
+    for c in range(0, n_chunks):
+        # --- Solve the recurrence inside the chunk, one step at a time ------------------------
+        # No parallel scan: each thread walks its channel through time. Per step it reads one
+        # u and one delta (the next 31 steps of that channel then sit in the same cache line)
+        # and the step's B_t, C_t rows, which every thread of the program shares (a broadcast
+        # from cache: B and C were transposed to (L, N) on the host so that a row is contiguous).
+        for s in range(0, BLOCK_T):
+            t = c * BLOCK_T + s
+            m = mask_d & (offs_d * 0 + t < L)                         # (BD,) channel and step live
+            m_n = mask_n & (offs_n * 0 + t < L)                       # (BN,)
+            u = tl.load(u_ptr + row + t, mask=m, other=0.0).to(tl.float32)
+            _, dt = _load_delta(delta_ptr, row + t, m, bias, HAS_BIAS, SOFTPLUS, DIM2=False)
+            Bt = tl.load(Bt_ptr + bc + t * N + offs_n, mask=m_n, other=0.0)
+            Ct = tl.load(Ct_ptr + bc + t * N + offs_n, mask=m_n, other=0.0)
+            # Discretise and step: h = exp(δA) h + δ B u (past L: δ = 0, so h stays as it is)
+            a = tl.exp2(dt[None, :] * A2)
+            h = a * h + (dt * u)[None, :] * Bt.to(tl.float32)[:, None]
+            # Read out: y = C h + D u, gated by silu(z)
+            y = tl.sum(h * Ct.to(tl.float32)[:, None], axis=0)
+            if HAS_D:
+                y += Dskip * u
+            if HAS_Z:
+                z = tl.load(z_ptr + row + t, mask=m, other=0.0).to(tl.float32)
+                y *= z * _sigmoid(z)
+            tl.store(out_ptr + row + t, y.to(out_ptr.dtype.element_ty), mask=m)
+
+        # --- Checkpoint the state at the end of the chunk, for the backward pass ---------------
+        # (steps past L are the identity, so the last checkpoint is the state at L - 1)
+        tl.store(ckpt_ptr + (ckpt_row[None, :] + c) * N + offs_n[:, None], h, mask=mnd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,6 +412,30 @@ def _check_device(u):
         )
 
 
+#: Knobs of the launches, read at every call (benchmarks sweep them; tests flip ``forward``).
+#: forward: "loop" (one thread per channel, version 2), "chunked" (associative scan, version 1) or
+#: "auto" (the loop where the N states of a channel fit in one thread's registers: N <= LOOP_MAX_N).
+#: loop_block_d: channels per program of the loop kernel (None: choose_loop_block decides).
+#: fwd_warps / bwd_warps: num_warps of the chunked forward and of the backward (None: Triton's 4).
+CONFIG = dict(forward="auto", loop_block_d=None, fwd_warps=None, bwd_warps=None)
+LOOP_MAX_N = 32
+
+
+def choose_loop_block(dim, groups=1, block_d=None):
+    """(BLOCK_D, num_warps) of the loop forward: one channel per thread, up to 4 warps per program,
+    and a block that never straddles two groups of B/C (BLOCK_D divides dim // groups)."""
+    per_group = dim // groups
+    if block_d is None:
+        block_d = min(128, max(triton.next_power_of_2(dim), 1))
+        if groups > 1:
+            block_d = min(block_d, _pow2_dividing(per_group))
+    if block_d & (block_d - 1):
+        raise ValueError(f"loop_block_d must be a power of two, got {block_d}")
+    if groups > 1 and per_group % block_d:
+        raise ValueError(f"loop_block_d must divide dim // groups = {per_group}, got {block_d}")
+    return block_d, min(max(block_d // 32, 1), 8)
+
+
 def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks):
     batch, dim, L = u.shape
     groups, N = B4.shape[1], B4.shape[2]
@@ -334,15 +444,31 @@ def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks):
     out = torch.empty_like(u)
     ckpt = torch.empty(batch, dim, n_chunks, N, device=u.device, dtype=torch.float32)
     dummy = u  # stands in for absent optional pointers (never read: the constexpr flags are off)
-    grid = (triton.cdiv(dim, BD), batch)
-    _selective_scan_fwd_kernel[grid](
-        u, delta, A, B4, C4,
-        D if D is not None else dummy, z if z is not None else dummy,
-        delta_bias if delta_bias is not None else dummy,
-        out, ckpt,
+    flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                 SOFTPLUS=bool(delta_softplus))
+    optional = (D if D is not None else dummy, z if z is not None else dummy,
+                delta_bias if delta_bias is not None else dummy)
+    method = CONFIG["forward"]
+    if method == "auto":
+        method = "loop" if BN <= LOOP_MAX_N else "chunked"
+    if method == "loop":
+        # B and C transposed to (batch, groups, L, N): the loop reads one time step's row of
+        # each. They are N/dim times smaller than u, so the copy is cheap.
+        Bt, Ct = B4.transpose(2, 3).contiguous(), C4.transpose(2, 3).contiguous()
+        LBD, warps = choose_loop_block(dim, groups, CONFIG["loop_block_d"])
+        _selective_scan_fwd_loop_kernel[(triton.cdiv(dim, LBD), batch)](
+            u, delta, A, Bt, Ct, *optional, out, ckpt,
+            dim, L, N, 1, groups, dim // groups, n_chunks,
+            **flags, BLOCK_D=LBD, BLOCK_T=BT, BLOCK_N=BN, num_warps=warps,
+        )
+        return out, ckpt
+    if method != "chunked":
+        raise ValueError(f"CONFIG['forward'] must be 'auto', 'loop' or 'chunked', got {method!r}")
+    extra = {"num_warps": CONFIG["fwd_warps"]} if CONFIG["fwd_warps"] else {}
+    _selective_scan_fwd_kernel[(triton.cdiv(dim, BD), batch)](
+        u, delta, A, B4, C4, *optional, out, ckpt,
         dim, L, N, groups, dim // groups, n_chunks,
-        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-        SOFTPLUS=bool(delta_softplus), BLOCK_D=BD, BLOCK_T=BT, BLOCK_N=BN,
+        **flags, BLOCK_D=BD, BLOCK_T=BT, BLOCK_N=BN, **extra,
     )
     return out, ckpt
 
@@ -403,6 +529,7 @@ class SelectiveScanFn(torch.autograd.Function):
             dim, L, N, groups, dim // groups, n_chunks,
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
             SOFTPLUS=ctx.delta_softplus, BLOCK_D=BD, BLOCK_T=BT, BLOCK_N=BN,
+            **({"num_warps": CONFIG["bwd_warps"]} if CONFIG["bwd_warps"] else {}),
         )
         # Reduce the per-batch partials of the per-channel parameters; cast to the input dtypes.
         gA = gA.sum(0).to(A.dtype)

@@ -30,8 +30,8 @@ def main(argv):
         "myst.xref_missing"]
     cfg["sphinx"]["config"]["html_static_path"] = [str(ROOT / p) for p in cfg["sphinx"]["config"]["html_static_path"]]
     cfg["bibtex_bibfiles"] = [str(ROOT / p) for p in cfg["bibtex_bibfiles"]]
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False, dir=ROOT) as toc, \
-            tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False, dir=ROOT) as conf:
+    with tempfile.NamedTemporaryFile("w", prefix=".chapter-build-", suffix=".yml", delete=False, dir=ROOT) as toc, \
+            tempfile.NamedTemporaryFile("w", prefix=".chapter-build-", suffix=".yml", delete=False, dir=ROOT) as conf:
         toc.write(f"format: jb-book\nroot: book/intro\nchapters:\n  - file: {stem}\n")
         yaml.safe_dump(cfg, conf, allow_unicode=True)
     try:

@@ -11,15 +11,21 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench_selective_scan as bench  # noqa: E402
 import official  # noqa: E402
+import report  # noqa: E402
 
 from ssmbook.selective import selective_scan_ref  # noqa: E402
 
 
-def test_cpu_run_end_to_end(tmp_path):
-    out = tmp_path / "cpu.json"
+@pytest.fixture(scope="module")
+def cpu_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "cpu.json"
     bench.main(["--size", "tiny", "--device", "cpu", "--dtypes", "float32,bfloat16",
                 "--impls", "torch,torch_parallel_scan,oracle,official", "--out", str(out)])
-    res = json.loads(out.read_text())
+    return out
+
+
+def test_cpu_run_end_to_end(cpu_run):
+    res = json.loads(cpu_run.read_text())
     env = res["environment"]
     for key in ("date", "torch", "triton", "gpu"):
         assert env[key]
@@ -115,3 +121,36 @@ def test_random_problem_is_fresh_and_valid():
     assert not torch.equal(a["u"], b["u"])
     assert (a["A"] < 0).all() and a["u"].abs().sum() > 0
     assert a["B"].shape == (2, 3, 9) and a["z"].shape == (2, 4, 9)
+
+
+def test_report_reads_and_plots_a_run(cpu_run):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = report.load_results(cpu_run.parent, device_only=False)
+    assert len(runs) == 1 and report.load_results(cpu_run.parent) == []   # CPU runs are not GPU results
+    run = runs[0]
+    rows = report.ratio_table(run, "torch", "oracle")
+    assert len(rows) == len(run["selective_scan"])
+    for row, rec in zip(rows, run["selective_scan"]):
+        assert row["ratio"] == pytest.approx(rec["results"]["torch"]["median_ms"]
+                                             / rec["results"]["oracle"]["median_ms"])
+    table = report.markdown_ratio_table(run, "torch", "oracle")
+    assert table.count("\n") == len(rows) + 1 and "torch / oracle" in table
+    assert report.ratio_table(run, "triton", "official") == []
+    run["exp_throughput"] = None
+    for r in run["selective_scan"]:
+        r["exp_floor_ms"] = r["hbm_floor_ms"] / 2
+    f = report.floor_factors(run, shape=(2, 8, 37, 5))
+    rec = next(r for r in run["selective_scan"] if r["L"] == 37 and r["dtype"] == "float32"
+               and r["pass_"] == "fwd" and not r["z"])
+    assert f["torch"][1] == pytest.approx(rec["results"]["torch"]["median_ms"] / rec["hbm_floor_ms"])
+    fig, axs = plt.subplots(1, 3)
+    run["selective_scan"] = [dict(r, N=16) for r in run["selective_scan"]]
+    report.plot_time_per_token_channel(axs[0], run)
+    report.plot_bandwidth(axs[1], run, impls=("torch", "oracle"))
+    report.plot_time_per_token(axs[2], run)
+    assert len(axs[0].lines) == 4 and len(axs[2].lines) == 2
+    plt.close(fig)

@@ -204,6 +204,12 @@ def test_flops_formula_matches_counter(L, D, heads, r):
     assert f["linear"] == (8 + 4 * r) * L * D * D and f["quadratic"] == 4 * L * L * D
 
 
+def test_flops_do_not_depend_on_the_number_of_heads():
+    x = torch.randn(1, 9, 12)
+    counts = {h: mo.count_flops(mo.TransformerBlock(12, h), x) for h in (1, 2, 3, 4, 6, 12)}
+    assert set(counts.values()) == {mo.transformer_block_flops(9, 12)["total"]}
+
+
 def test_flops_counter_sees_the_quadratic_term():
     D = 8
     block = mo.TransformerBlock(D, 2)
