@@ -156,7 +156,7 @@ def _selective_scan_fwd_kernel(
 # Forward, version 2: one thread per channel, walking time step by step (issue 10)
 # ---------------------------------------------------------------------------------------------
 
-LOG2E: tl.constexpr = 1.4426950408889634
+LOG2E = tl.constexpr(1.4426950408889634)  # log2(e)
 
 
 @triton.jit(do_not_specialize=["stride_an"])

@@ -386,8 +386,9 @@ def selective_copying_batch(batch: int, n_context: int = 24, n_data: int = 4, n_
 def train_selective_copying(model: nn.Module, steps: int, batch: int = 32, lr: float = 3e-3,
                             n_context: int = 24, n_data: int = 4, n_symbols: int = 8, seed: int = 0,
                             n_eval: int = 512) -> dict:
-    """Train ``model`` (tokens → logits) on selective copying with AdamW; the loss is the
-    cross-entropy at the ``n_data`` answer positions only.
+    """Train ``model`` (tokens → logits) on selective copying with AdamW (learning rate ``lr`` after a
+    linear warm-up over the first tenth of the steps, then a cosine decay to 0; gradient norm clipped
+    at 1); the loss is the cross-entropy at the ``n_data`` answer positions only.
 
     Returns ``{"loss": [...], "acc": [...]}`` (per training step: the batch's loss and the fraction
     of answer tokens right) and ``"eval_acc"``: that fraction on ``n_eval`` fresh sequences.
@@ -396,6 +397,9 @@ def train_selective_copying(model: nn.Module, steps: int, batch: int = 32, lr: f
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    warmup = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(                 # linear warm-up, then cosine decay to 0
+        opt, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
     hist = {"loss": [], "acc": []}
     model.train()
     for _ in range(steps):
@@ -404,7 +408,9 @@ def train_selective_copying(model: nn.Module, steps: int, batch: int = 32, lr: f
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
         opt.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sched.step()
         hist["loss"].append(loss.item())
         hist["acc"].append((logits.argmax(-1) == target).float().mean().item())
     model.eval()

@@ -211,3 +211,16 @@ def test_errors_name_the_argument():
         S.work_closed_form("blelloch", 0)
     with pytest.raises(ValueError, match="method must be one of"):
         S.depth_closed_form("fast", 4)
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_linear_recurrence_complex_decays(method):
+    # S4D-style complex diagonal modes: |a| < 1 with a phase.
+    g = _gen(9)
+    L = 23
+    a = torch.polar(torch.rand(4, L, generator=g, dtype=torch.float64) * 0.9,
+                    torch.rand(4, L, generator=g, dtype=torch.float64) * 6.28)
+    b = torch.complex(torch.randn(4, L, generator=g, dtype=torch.float64),
+                      torch.randn(4, L, generator=g, dtype=torch.float64))
+    h0 = torch.complex(torch.randn(4, generator=g, dtype=torch.float64), torch.zeros(4, dtype=torch.float64))
+    torch.testing.assert_close(S.linear_recurrence(a, b, h0, method=method), S.linear_recurrence_ref(a, b, h0))
