@@ -342,8 +342,8 @@ def grad_check(fn, device, dtype):
 # Selective-scan benchmark
 # --------------------------------------------------------------------------------------------------
 def bench_scan(shapes, dtypes, device, timer, impls, bandwidth, exp_rate, log, mem_limit, check_channels,
-               oracle_bwd_max_L=1024):
-    records = []
+               oracle_bwd_max_L=1024, records=None, save=None):
+    records = [] if records is None else records
     grad_ok = {}
     for name, fn in impls.items():
         for dtype in dtypes:
@@ -417,6 +417,8 @@ def bench_scan(shapes, dtypes, device, timer, impls, bandwidth, exp_rate, log, m
                     rec_prev = rec
                     records.append(rec)
                     log(summary_line(rec))
+                    if save is not None:
+                        save()
                 del kw
                 if device == "cuda":
                     torch.cuda.empty_cache()
@@ -651,21 +653,25 @@ def main(argv=None):
         mem_limit = int(0.6 * torch.cuda.get_device_properties(0).total_memory)
 
     dtypes = [getattr(torch, d.strip()) for d in args.dtypes.split(",") if d.strip()]
-    records = bench_scan(SIZES[args.size], dtypes, device, timer, impls, bw["GBps"], exp_rate, log,
-                         mem_limit, check_channels=128)
-    tokens = None
-    if not args.no_tokens:
-        cfg = dict(batch=16, d_model=256, n_layer=4) if args.size != "tiny" else dict(batch=2, d_model=16, n_layer=2)
-        tokens = bench_time_per_token(TOKEN_CONTEXTS[args.size], device, timer, log, **cfg)
-
+    out = pathlib.Path(args.out) if args.out else HERE / "results" / f"{slug(env['gpu'])}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     result = {"environment": env, "size": args.size, "copy_bandwidth": bw, "exp_throughput": exp_meas,
               "assumptions": assumptions,
               "implementations": list(impls), "skipped_implementations": skipped,
-              "selective_scan": records, "time_per_token": tokens,
-              "wall_seconds": round(time.time() - t_start, 1)}
-    out = pathlib.Path(args.out) if args.out else HERE / "results" / f"{slug(env['gpu'])}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+              "selective_scan": [], "time_per_token": None, "complete": False}
+
+    def save():  # after every record, so that a run cut short still leaves its numbers
+        result["wall_seconds"] = round(time.time() - t_start, 1)
+        out.write_text(json.dumps(result, indent=1))
+
+    if not args.no_tokens:  # first: short, and a run cut short by a time limit still has it
+        cfg = dict(batch=16, d_model=256, n_layer=4) if args.size != "tiny" else dict(batch=2, d_model=16, n_layer=2)
+        result["time_per_token"] = bench_time_per_token(TOKEN_CONTEXTS[args.size], device, timer, log, **cfg)
+        save()
+    bench_scan(SIZES[args.size], dtypes, device, timer, impls, bw["GBps"], exp_rate, log,
+               mem_limit, check_channels=128, records=result["selective_scan"], save=save)
+    result["complete"] = True
+    save()
     log(f"wrote {out} in {result['wall_seconds']} s")
     return result
 

@@ -208,8 +208,13 @@ def _selective_scan_fwd_loop_kernel(
         # u and one delta (the next 31 steps of that channel then sit in the same cache line)
         # and the step's B_t, C_t rows, which every thread of the program shares (a broadcast
         # from cache: B and C were transposed to (L, N) on the host so that a row is contiguous).
-        for s in range(0, BLOCK_T):
-            t = c * BLOCK_T + s
+        # The loop body is unrolled UNROLL times: the loads, softplus and exponentials of later
+        # steps do not depend on the state, so the compiler can start them while the
+        # multiply-adds of earlier steps wait. A step's own chain (load, softplus, exp, update,
+        # sum) is hundreds of cycles long, and with one warp per scheduler nothing else hides it.
+        for s0 in range(0, BLOCK_T, UNROLL):
+          for k in tl.static_range(UNROLL):
+            t = c * BLOCK_T + s0 + k
             m = mask_d & (offs_d * 0 + t < L)                         # (BD,) channel and step live
             m_n = mask_n & (offs_n * 0 + t < L)                       # (BN,)
             u = tl.load(u_ptr + row + t, mask=m, other=0.0).to(tl.float32)

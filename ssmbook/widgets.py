@@ -144,6 +144,7 @@ class Explorer:
         self.dpi = dpi
         self.title = title
         self.last_redraw_s: float | None = None
+        self.median_redraw_s: float | None = None
         self._widget = None
 
     # ---------------------------------------------------------------- drawing
@@ -171,9 +172,13 @@ class Explorer:
         names = list(self.sliders)
         grids = [range(len(self.sliders[n].values)) for n in names]
         out = {}
+        times = []
         for idx in itertools.product(*grids):
             vals = {n: self.sliders[n].values[i] for n, i in zip(names, idx)}
             out["_".join(map(str, idx))] = self.render(**vals)
+            times.append(self.last_redraw_s)
+        #: median seconds to draw one picture (what a live slider move costs), from the last frames()
+        self.median_redraw_s = float(np.median(times))
         return out
 
     # ---------------------------------------------------------------- live widget
@@ -237,6 +242,7 @@ class Explorer:
             "inputs[i].addEventListener('change',update);}})();" % uid)
         return (
             f'<div class="ssmbook-explorer" id="{uid}" data-frame="{start}" '
+            f'data-median-redraw-ms="{1000 * self.median_redraw_s:.1f}" '
             f'style="border:1px solid #ddd;border-radius:6px;padding:.5em;margin:.5em 0">'
             f'{title}<div class="ssmbook-explorer-controls">{"".join(rows)}</div>'
             f'<img class="ssmbook-explorer-frame" alt="explorer figure" style="max-width:100%" '

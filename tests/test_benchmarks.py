@@ -26,6 +26,7 @@ def cpu_run(tmp_path_factory):
 
 def test_cpu_run_end_to_end(cpu_run):
     res = json.loads(cpu_run.read_text())
+    assert res["complete"] is True
     env = res["environment"]
     for key in ("date", "torch", "triton", "gpu"):
         assert env[key]

@@ -87,6 +87,8 @@ def test_static_twin_holds_every_frame_and_a_script():
     assert html.count('type="range"') == 2
     assert "addEventListener('input'" in html
     assert "http" not in html.split("<script>")[1]  # self-contained: nothing fetched
+    ms = float(re.search(r'data-median-redraw-ms="([0-9.]+)"', html).group(1))
+    assert ms > 0 and ms == pytest.approx(1000 * ex.median_redraw_s, abs=0.06)
 
 
 def test_mimebundle_carries_widget_and_static_twin():
