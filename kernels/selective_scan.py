@@ -165,7 +165,8 @@ def _selective_scan_fwd_loop_kernel(
     out_ptr, ckpt_ptr,                                                  # outputs
     dim, L, N, stride_an, n_groups, dim_per_group, n_chunks,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr,
+    EVEN_N: tl.constexpr,
 ):
     # --- Which part of the problem this program owns ------------------------------------------
     # BLOCK_D channels of one batch element, all N states of each, the whole sequence. The state
@@ -213,25 +214,33 @@ def _selective_scan_fwd_loop_kernel(
         # multiply-adds of earlier steps wait. A step's own chain (load, softplus, exp, update,
         # sum) is hundreds of cycles long, and with one warp per scheduler nothing else hides it.
         for s0 in range(0, BLOCK_T, UNROLL):
-          for k in tl.static_range(UNROLL):
-            t = c * BLOCK_T + s0 + k
-            m = mask_d & (offs_d * 0 + t < L)                         # (BD,) channel and step live
-            m_n = mask_n & (offs_n * 0 + t < L)                       # (BN,)
-            u = tl.load(u_ptr + row + t, mask=m, other=0.0).to(tl.float32)
-            _, dt = _load_delta(delta_ptr, row + t, m, bias, HAS_BIAS, SOFTPLUS, DIM2=False)
-            Bt = tl.load(Bt_ptr + bc + t * N + offs_n, mask=m_n, other=0.0)
-            Ct = tl.load(Ct_ptr + bc + t * N + offs_n, mask=m_n, other=0.0)
-            # Discretise and step: h = exp(δA) h + δ B u (past L: δ = 0, so h stays as it is)
-            a = tl.exp2(dt[None, :] * A2)
-            h = a * h + (dt * u)[None, :] * Bt.to(tl.float32)[:, None]
-            # Read out: y = C h + D u, gated by silu(z)
-            y = tl.sum(h * Ct.to(tl.float32)[:, None], axis=0)
-            if HAS_D:
-                y += Dskip * u
-            if HAS_Z:
-                z = tl.load(z_ptr + row + t, mask=m, other=0.0).to(tl.float32)
-                y *= z * _sigmoid(z)
-            tl.store(out_ptr + row + t, y.to(out_ptr.dtype.element_ty), mask=m)
+            for k in tl.static_range(UNROLL):
+                t = c * BLOCK_T + s0 + k
+                m = mask_d & (offs_d * 0 + t < L)                         # (BD,) channel and step live
+                m_n = mask_n & (offs_n * 0 + t < L)                       # (BN,)
+                u = tl.load(u_ptr + row + t, mask=m, other=0.0).to(tl.float32)
+                _, dt = _load_delta(delta_ptr, row + t, m, bias, HAS_BIAS, SOFTPLUS, DIM2=False)
+                if EVEN_N:
+                    # N = BLOCK_N: read row min(t, L - 1) without a mask, so that the compiler can
+                    # use 16-byte loads (past L the row is harmless: δ = 0 there, and the output
+                    # of such a step is not stored).
+                    bc_t = bc + tl.minimum(t, L - 1) * N + offs_n
+                    Bt = tl.load(Bt_ptr + bc_t)
+                    Ct = tl.load(Ct_ptr + bc_t)
+                else:
+                    Bt = tl.load(Bt_ptr + bc + t * N + offs_n, mask=m_n, other=0.0)
+                    Ct = tl.load(Ct_ptr + bc + t * N + offs_n, mask=m_n, other=0.0)
+                # Discretise and step: h = exp(δA) h + δ B u (past L: δ = 0, so h stays as it is)
+                a = tl.exp2(dt[None, :] * A2)
+                h = a * h + (dt * u)[None, :] * Bt.to(tl.float32)[:, None]
+                # Read out: y = C h + D u, gated by silu(z)
+                y = tl.sum(h * Ct.to(tl.float32)[:, None], axis=0)
+                if HAS_D:
+                    y += Dskip * u
+                if HAS_Z:
+                    z = tl.load(z_ptr + row + t, mask=m, other=0.0).to(tl.float32)
+                    y *= z * _sigmoid(z)
+                tl.store(out_ptr + row + t, y.to(out_ptr.dtype.element_ty), mask=m)
 
         # --- Checkpoint the state at the end of the chunk, for the backward pass ---------------
         # (steps past L are the identity, so the last checkpoint is the state at L - 1)
@@ -420,18 +429,20 @@ def _check_device(u):
 #: Knobs of the launches, read at every call (benchmarks sweep them; tests flip ``forward``).
 #: forward: "loop" (one thread per channel, version 2), "chunked" (associative scan, version 1) or
 #: "auto" (the loop where the N states of a channel fit in one thread's registers: N <= LOOP_MAX_N).
-#: loop_block_d: channels per program of the loop kernel (None: choose_loop_block decides).
+#: loop_block_d: channels per program of the loop kernel (None: choose_loop_block decides);
+#: unroll: time steps per unrolled iteration of the loop kernel (None: 64 // BLOCK_N, at least 1).
 #: fwd_warps / bwd_warps: num_warps of the chunked forward and of the backward (None: Triton's 4).
-CONFIG = dict(forward="auto", loop_block_d=None, fwd_warps=None, bwd_warps=None)
-LOOP_MAX_N = 32
+CONFIG = dict(forward="auto", loop_block_d=None, unroll=None, fwd_warps=None, bwd_warps=None)
+LOOP_MAX_N = 64
 
 
 def choose_loop_block(dim, groups=1, block_d=None):
-    """(BLOCK_D, num_warps) of the loop forward: one channel per thread, up to 4 warps per program,
+    """(BLOCK_D, num_warps) of the loop forward: one channel per thread, one warp per program
+    (measured on the H100: 32 channels per program beat 64 and 128),
     and a block that never straddles two groups of B/C (BLOCK_D divides dim // groups)."""
     per_group = dim // groups
     if block_d is None:
-        block_d = min(128, max(triton.next_power_of_2(dim), 1))
+        block_d = min(32, max(triton.next_power_of_2(dim), 1))
         if groups > 1:
             block_d = min(block_d, _pow2_dividing(per_group))
     if block_d & (block_d - 1):
@@ -461,10 +472,13 @@ def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks):
         # each. They are N/dim times smaller than u, so the copy is cheap.
         Bt, Ct = B4.transpose(2, 3).contiguous(), C4.transpose(2, 3).contiguous()
         LBD, warps = choose_loop_block(dim, groups, CONFIG["loop_block_d"])
+        # steps per unrolled iteration: registers hold UNROLL steps' exponentials, (UNROLL, N)
+        unroll = CONFIG["unroll"] or max(64 // BN, 1)
         _selective_scan_fwd_loop_kernel[(triton.cdiv(dim, LBD), batch)](
             u, delta, A, Bt, Ct, *optional, out, ckpt,
             dim, L, N, 1, groups, dim // groups, n_chunks,
-            **flags, BLOCK_D=LBD, BLOCK_T=BT, BLOCK_N=BN, num_warps=warps,
+            **flags, BLOCK_D=LBD, BLOCK_T=BT, BLOCK_N=BN, UNROLL=min(unroll, BT), EVEN_N=BN == N,
+            num_warps=warps,
         )
         return out, ckpt
     if method != "chunked":

@@ -3,7 +3,8 @@
     python scripts/explorer_timings.py        # after `make book`
 
 The static twin records the median time per frame it measured while pre-rendering every frame
-(attribute data-median-redraw-ms); this collects them per chapter.
+(attributes data-median-redraw-ms, and data-live-redraw-ms for a
+live slider move, which reuses the layout); this collects them per chapter.
 """
 import pathlib
 import re
@@ -18,11 +19,12 @@ for entry in chapter_entries():
     page = HTML / (entry + ".html")
     if not page.exists():
         continue
-    for k, ms in enumerate(re.findall(r'class="ssmbook-explorer"[^>]*data-median-redraw-ms="([0-9.]+)"',
-                                      page.read_text(encoding="utf-8"))):
-        rows.append((entry, k, float(ms)))
-print(f"{'chapter':28s} {'explorer':>8s} {'median ms/frame':>16s}")
-for entry, k, ms in rows:
-    print(f"{entry:28s} {k:8d} {ms:16.1f}")
+    found = re.findall(r'class="ssmbook-explorer"[^>]*data-median-redraw-ms="([0-9.]+)" '
+                       r'data-live-redraw-ms="([0-9.]+)"', page.read_text(encoding="utf-8"))
+    for k, (full, live) in enumerate(found):
+        rows.append((entry, k, float(full), float(live)))
+print(f"{'chapter':28s} {'explorer':>8s} {'full layout ms':>15s} {'live redraw ms':>15s}")
+for entry, k, full, live in rows:
+    print(f"{entry:28s} {k:8d} {full:15.1f} {live:15.1f}")
 if not rows:
     sys.exit("no explorers found: build the book first")

@@ -387,8 +387,8 @@ def train_selective_copying(model: nn.Module, steps: int, batch: int = 32, lr: f
                             n_context: int = 24, n_data: int = 4, n_symbols: int = 8, seed: int = 0,
                             n_eval: int = 512) -> dict:
     """Train ``model`` (tokens → logits) on selective copying with AdamW (learning rate ``lr`` after a
-    linear warm-up over the first tenth of the steps, then a cosine decay to 0; gradient norm clipped
-    at 1); the loss is the cross-entropy at the ``n_data`` answer positions only.
+    linear warm-up over the first tenth of the steps; gradient norm clipped at 1); the loss is the
+    cross-entropy at the ``n_data`` answer positions only.
 
     Returns ``{"loss": [...], "acc": [...]}`` (per training step: the batch's loss and the fraction
     of answer tokens right) and ``"eval_acc"``: that fraction on ``n_eval`` fresh sequences.
@@ -398,8 +398,7 @@ def train_selective_copying(model: nn.Module, steps: int, batch: int = 32, lr: f
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     warmup = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(                 # linear warm-up, then cosine decay to 0
-        opt, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / warmup))  # linear warm-up
     hist = {"loss": [], "acc": []}
     model.train()
     for _ in range(steps):

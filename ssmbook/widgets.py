@@ -145,11 +145,18 @@ class Explorer:
         self.title = title
         self.last_redraw_s: float | None = None
         self.median_redraw_s: float | None = None
+        self.median_live_redraw_s: float | None = None
+        self._positions = None
         self._widget = None
 
     # ---------------------------------------------------------------- drawing
-    def render(self, **values) -> bytes:
-        """Draw one picture for the given slider values; return PNG bytes."""
+    def render(self, fast: bool = False, **values) -> bytes:
+        """Draw one picture for the given slider values; return PNG bytes.
+
+        Pictures are laid out by matplotlib's constrained layout, which costs about as much as
+        the drawing itself.  With ``fast=True`` (what the live widget uses) the axes positions
+        found by the first full layout are reused, so a slider move only draws.
+        """
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
@@ -159,11 +166,19 @@ class Explorer:
             raise ValueError(f"unknown slider(s) {sorted(unknown)}; this explorer has {sorted(params)}")
         params.update(values)
         t0 = time.perf_counter()
-        fig = Figure(figsize=self.figsize, dpi=self.dpi, layout="constrained")
+        reuse = fast and self._positions is not None
+        fig = Figure(figsize=self.figsize, dpi=self.dpi, layout=None if reuse else "constrained")
         FigureCanvasAgg(fig)
         self.draw(fig, **params)
+        if reuse and len(fig.axes) == len(self._positions):
+            for ax, pos in zip(fig.axes, self._positions):
+                ax.set_position(pos)
+        elif reuse:  # the drawing made a different set of axes: lay it out properly
+            fig.set_layout_engine("constrained")
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=self.dpi)
+        if not reuse:
+            self._positions = [ax.get_position() for ax in fig.axes]
         self.last_redraw_s = time.perf_counter() - t0
         return buf.getvalue()
 
@@ -177,8 +192,15 @@ class Explorer:
             vals = {n: self.sliders[n].values[i] for n, i in zip(names, idx)}
             out["_".join(map(str, idx))] = self.render(**vals)
             times.append(self.last_redraw_s)
-        #: median seconds to draw one picture (what a live slider move costs), from the last frames()
+        #: median seconds to draw one frame with a full layout, from the last frames()
         self.median_redraw_s = float(np.median(times))
+        # what a live slider move costs (layout reused): time a few frames that way too
+        fast = []
+        for idx in list(itertools.product(*grids))[:3]:
+            self.render(fast=True, **{n: self.sliders[n].values[i] for n, i in zip(names, idx)})
+            fast.append(self.last_redraw_s)
+        #: median seconds per live redraw (``render(fast=True)``)
+        self.median_live_redraw_s = float(np.median(fast))
         return out
 
     # ---------------------------------------------------------------- live widget
@@ -196,7 +218,7 @@ class Explorer:
         image = W.Image(value=self.render(), format="png")
 
         def redraw(_change=None):
-            image.value = self.render(**{n: c.value for n, c in controls.items()})
+            image.value = self.render(fast=True, **{n: c.value for n, c in controls.items()})
 
         for c in controls.values():
             c.observe(redraw, names="value")
@@ -243,6 +265,7 @@ class Explorer:
         return (
             f'<div class="ssmbook-explorer" id="{uid}" data-frame="{start}" '
             f'data-median-redraw-ms="{1000 * self.median_redraw_s:.1f}" '
+            f'data-live-redraw-ms="{1000 * self.median_live_redraw_s:.1f}" '
             f'style="border:1px solid #ddd;border-radius:6px;padding:.5em;margin:.5em 0">'
             f'{title}<div class="ssmbook-explorer-controls">{"".join(rows)}</div>'
             f'<img class="ssmbook-explorer-frame" alt="explorer figure" style="max-width:100%" '

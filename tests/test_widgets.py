@@ -73,7 +73,14 @@ def test_live_widget_has_the_sliders_and_redraws_on_change():
     box.controls["N"].value = 4
     after = box.image.value
     assert after != before
-    assert after == ex.render(delta=box.controls["delta"].value, N=4)
+    assert after == ex.render(fast=True, delta=box.controls["delta"].value, N=4)
+
+
+def test_fast_redraw_reuses_the_layout():
+    ex = make()
+    full = ex.render(delta=0.1, N=2)
+    assert ex.render(fast=True, delta=0.1, N=2) == full  # same values: the same picture
+    assert ex.render(fast=True, delta=1.0, N=4) != full
 
 
 def test_static_twin_holds_every_frame_and_a_script():
