@@ -387,15 +387,17 @@ def train_selective_copying(model: nn.Module, steps: int, batch: int = 32, lr: f
                             n_context: int = 24, n_data: int = 4, n_symbols: int = 8, seed: int = 0,
                             n_eval: int = 512) -> dict:
     """Train ``model`` (tokens → logits) on selective copying with AdamW (learning rate ``lr`` after a
-    linear warm-up over the first tenth of the steps; gradient norm clipped at 1); the loss is the
-    cross-entropy at the ``n_data`` answer positions only.
+    linear warm-up over the first tenth of the steps); the loss is the cross-entropy at the
+    ``n_data`` answer positions only.  Batches are drawn on the CPU and moved to the model's device.
 
     Returns ``{"loss": [...], "acc": [...]}`` (per training step: the batch's loss and the fraction
-    of answer tokens right) and ``"eval_acc"``: that fraction on ``n_eval`` fresh sequences.
+    of answer tokens right), ``"eval_acc"``: that fraction on ``n_eval`` fresh sequences, and
+    ``"eval_acc_by_position"``: the same per answer position (first, second, ... data token).
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     g = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     warmup = max(1, steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / warmup))  # linear warm-up
@@ -403,11 +405,11 @@ def train_selective_copying(model: nn.Module, steps: int, batch: int = 32, lr: f
     model.train()
     for _ in range(steps):
         tokens, target = selective_copying_batch(batch, n_context, n_data, n_symbols, generator=g)
+        tokens, target = tokens.to(device), target.to(device)
         logits = model(tokens)[:, -n_data:]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         hist["loss"].append(loss.item())
@@ -416,5 +418,7 @@ def train_selective_copying(model: nn.Module, steps: int, batch: int = 32, lr: f
     g_eval = torch.Generator().manual_seed(10_000 + seed)
     tokens, target = selective_copying_batch(n_eval, n_context, n_data, n_symbols, generator=g_eval)
     with torch.no_grad():
-        hist["eval_acc"] = (model(tokens)[:, -n_data:].argmax(-1) == target).float().mean().item()
+        right = (model(tokens.to(device))[:, -n_data:].argmax(-1).cpu() == target).double()
+    hist["eval_acc"] = right.mean().item()
+    hist["eval_acc_by_position"] = right.mean(0).tolist()
     return hist

@@ -1,5 +1,6 @@
 """The committed chapters: stored without outputs, with the shared setup cell and the chapter shape."""
 import json
+import re
 import pathlib
 import sys
 
@@ -75,3 +76,27 @@ def test_chapter_shape(path):
     assert "{solution-start}" in md, f"{path.name}: no coding solution executed at build time (gated solution)"
     assert "{bibliography}" in md, f"{path.name}: no references"
     assert "Explorer(" in src, f"{path.name}: no explorer (ssmbook.widgets.Explorer)"
+
+
+KIND = re.compile(r"^\W*(derivation|coding|conceptual)\b", re.I)
+
+
+def _exercise_first_lines(nb):
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for part in re.split(r"`{3,}\{exercise\}", cell.source)[1:]:
+            lines = [ln for ln in part.splitlines()[1:] if ln.strip() and not ln.strip().startswith(":")]
+            yield lines[0] if lines else ""
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_exercises_span_derivation_coding_and_conceptual(path):
+    """Exercise audit: every exercise says its kind; each chapter has all three kinds."""
+    nb = nbformat.read(path, as_version=4)
+    kinds = []
+    for first in _exercise_first_lines(nb):
+        m = KIND.match(first)
+        assert m, f"{path.name}: exercise does not start with its kind (Derivation/Coding/Conceptual): {first[:60]!r}"
+        kinds.append(m.group(1).lower())
+    assert {"derivation", "coding", "conceptual"} <= set(kinds), f"{path.name}: exercise kinds {sorted(set(kinds))}"
