@@ -18,6 +18,11 @@ Design (the hardware-aware algorithm of the Mamba paper, written in Triton):
   in float32). The backward pass walks the chunks from last to first; it *recomputes* the states of
   a chunk from the previous checkpoint instead of reading all L·N of them from memory, and runs the
   adjoint recurrence λ_t = a_{t+1} λ_{t+1} + C_t ∂y_t (a scan in reverse) for the gradients.
+* A second forward kernel (issue 10, ``_selective_scan_fwd_loop_kernel``) solves the chunk with no
+  parallel scan at all: one thread per channel holds that channel's N states and walks time step
+  by step. With enough channels to give every warp scheduler a warp it is 2-3x faster than the
+  scan on an H100 (benchmarks/NOTES.md, section 2); ``choose_forward`` picks between the two. It
+  writes the same checkpoints, so the backward kernel serves both.
 * Inputs may be float32, float16 or bfloat16; every computation and the state are float32.
 * N need not be a power of two and L need not be a multiple of BLOCK_T: out-of-range lanes are
   masked so that they act as the identity of the scan (a = 1, b = 0).
@@ -58,17 +63,12 @@ def _sigmoid(x):
 
 
 @triton.jit
-def _load_delta(delta_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                DIM2: tl.constexpr = True):
+def _load_delta(delta_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     # Returns (raw = delta + bias, δ = softplus(raw) or raw), both float32 and 0 where masked:
-    # δ = 0 makes a masked step the identity of the scan (a = e^0 = 1, b = 0). DIM2: offs is a
-    # (channels, time) tile (the bias is per channel, broadcast along time), else (channels,).
+    # δ = 0 makes a masked step the identity of the scan (a = e^0 = 1, b = 0).
     raw = tl.load(delta_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     if HAS_BIAS:
-        if DIM2:
-            raw = raw + bias[:, None]
-        else:
-            raw = raw + bias
+        raw = raw + bias[:, None]
     dt = raw
     if SOFTPLUS:
         dt = _softplus(raw)
@@ -159,11 +159,11 @@ def _selective_scan_fwd_kernel(
 LOG2E = tl.constexpr(1.4426950408889634)  # log2(e)
 
 
-@triton.jit(do_not_specialize=["stride_an"])
+@triton.jit(do_not_specialize=["stride_an", "one"])
 def _selective_scan_fwd_loop_kernel(
     u_ptr, delta_ptr, A_ptr, Bt_ptr, Ct_ptr, D_ptr, z_ptr, bias_ptr,  # inputs (B, C transposed)
     out_ptr, ckpt_ptr,                                                  # outputs
-    dim, L, N, stride_an, n_groups, dim_per_group, n_chunks,
+    dim, L, N, stride_an, one, n_groups, dim_per_group, n_chunks,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr,
     EVEN_N: tl.constexpr,
@@ -203,44 +203,57 @@ def _selective_scan_fwd_loop_kernel(
     ckpt_row = (pid_b * dim + offs_d) * n_chunks    # checkpoints: (batch, dim, n_chunks, N)
     h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
 
+    offs_k = tl.arange(0, UNROLL)
     for c in range(0, n_chunks):
         # --- Solve the recurrence inside the chunk, one step at a time ------------------------
-        # No parallel scan: each thread walks its channel through time. Per step it reads one
-        # u and one delta (the next 31 steps of that channel then sit in the same cache line)
-        # and the step's B_t, C_t rows, which every thread of the program shares (a broadcast
-        # from cache: B and C were transposed to (L, N) on the host so that a row is contiguous).
-        # The loop body is unrolled UNROLL times: the loads, softplus and exponentials of later
-        # steps do not depend on the state, so the compiler can start them while the
-        # multiply-adds of earlier steps wait. A step's own chain (load, softplus, exp, update,
-        # sum) is hundreds of cycles long, and with one warp per scheduler nothing else hides it.
+        # No parallel scan: each thread walks its channel through time, UNROLL steps per
+        # iteration. Per iteration it first reads the (UNROLL, BLOCK_D) tiles of u and delta
+        # (each thread its own channel's next UNROLL steps, from one cache line), then walks
+        # the steps, then writes the UNROLL outputs at once. Keeping loads and stores out of
+        # the step-by-step part matters: a store may alias a later load, so the compiler could
+        # not start the next step's loads before the previous step's store, and every step
+        # would pay a memory latency (measured: 2.5 ms at (8, 2048, 4096, 16) that way).
         for s0 in range(0, BLOCK_T, UNROLL):
+            tk = c * BLOCK_T + s0 + offs_k                             # (UNROLL,) time steps
+            mk = (tk < L)[:, None] & mask_d[None, :]                   # (UNROLL, BD)
+            # (one = 1 at run time, unspecialised: as for A, it keeps the time axis inside a thread)
+            offs = row[None, :] + tk[:, None] * one
+            u_blk = tl.load(u_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+            dt_blk = tl.load(delta_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+            if HAS_BIAS:
+                dt_blk = dt_blk + bias[None, :]
+            if SOFTPLUS:
+                dt_blk = _softplus(dt_blk)
+            dt_blk = tl.where(mk, dt_blk, 0.0)                         # past L: δ = 0, identity
+            dtu_blk = dt_blk * u_blk
+            y_blk = tl.zeros((UNROLL, BLOCK_D), dtype=tl.float32)
             for k in tl.static_range(UNROLL):
+                # Step k of the block: pick its column (a sum over UNROLL values in registers)
+                pick = offs_k[:, None] == k
+                dt = tl.sum(tl.where(pick, dt_blk, 0.0), axis=0)       # (BD,)
+                dtu = tl.sum(tl.where(pick, dtu_blk, 0.0), axis=0)
                 t = c * BLOCK_T + s0 + k
-                m = mask_d & (offs_d * 0 + t < L)                         # (BD,) channel and step live
-                m_n = mask_n & (offs_n * 0 + t < L)                       # (BN,)
-                u = tl.load(u_ptr + row + t, mask=m, other=0.0).to(tl.float32)
-                _, dt = _load_delta(delta_ptr, row + t, m, bias, HAS_BIAS, SOFTPLUS, DIM2=False)
                 if EVEN_N:
-                    # N = BLOCK_N: read row min(t, L - 1) without a mask, so that the compiler can
-                    # use 16-byte loads (past L the row is harmless: δ = 0 there, and the output
-                    # of such a step is not stored).
+                    # N = BLOCK_N: read row min(t, L - 1) without a mask, so that no lane is
+                    # masked (past L the row is harmless: δ = 0 there and the output is dropped)
                     bc_t = bc + tl.minimum(t, L - 1) * N + offs_n
-                    Bt = tl.load(Bt_ptr + bc_t)
-                    Ct = tl.load(Ct_ptr + bc_t)
+                    Bt = tl.load(Bt_ptr + bc_t).to(tl.float32)
+                    Ct = tl.load(Ct_ptr + bc_t).to(tl.float32)
                 else:
-                    Bt = tl.load(Bt_ptr + bc + t * N + offs_n, mask=m_n, other=0.0)
-                    Ct = tl.load(Ct_ptr + bc + t * N + offs_n, mask=m_n, other=0.0)
-                # Discretise and step: h = exp(δA) h + δ B u (past L: δ = 0, so h stays as it is)
-                a = tl.exp2(dt[None, :] * A2)
-                h = a * h + (dt * u)[None, :] * Bt.to(tl.float32)[:, None]
-                # Read out: y = C h + D u, gated by silu(z)
-                y = tl.sum(h * Ct.to(tl.float32)[:, None], axis=0)
-                if HAS_D:
-                    y += Dskip * u
-                if HAS_Z:
-                    z = tl.load(z_ptr + row + t, mask=m, other=0.0).to(tl.float32)
-                    y *= z * _sigmoid(z)
-                tl.store(out_ptr + row + t, y.to(out_ptr.dtype.element_ty), mask=m)
+                    m_n = mask_n & (offs_n * 0 + t < L)
+                    Bt = tl.load(Bt_ptr + bc + t * N + offs_n, mask=m_n, other=0.0).to(tl.float32)
+                    Ct = tl.load(Ct_ptr + bc + t * N + offs_n, mask=m_n, other=0.0).to(tl.float32)
+                # Discretise and step: h = exp(δA) h + δ B u, then read out C h
+                h = tl.exp2(dt[None, :] * A2) * h + dtu[None, :] * Bt[:, None]
+                y = tl.sum(h * Ct[:, None], axis=0)
+                y_blk = tl.where(pick, y[None, :], y_blk)
+            # --- Skip connection and gate for the block of steps, then one store ----------------
+            if HAS_D:
+                y_blk += Dskip[None, :] * u_blk
+            if HAS_Z:
+                z = tl.load(z_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+                y_blk *= z * _sigmoid(z)
+            tl.store(out_ptr + offs, y_blk.to(out_ptr.dtype.element_ty), mask=mk)
 
         # --- Checkpoint the state at the end of the chunk, for the backward pass ---------------
         # (steps past L are the identity, so the last checkpoint is the state at L - 1)
@@ -379,7 +392,7 @@ def _selective_scan_bwd_kernel(
 # ---------------------------------------------------------------------------------------------
 
 #: Upper bound on BLOCK_D · BLOCK_T · BLOCK_N, the size of one (channels, time, state) register tile.
-TILE_BUDGET = 2048
+TILE_BUDGET = 1024
 
 
 def _pow2_dividing(n):
@@ -388,11 +401,13 @@ def _pow2_dividing(n):
 
 def choose_blocks(dim, L, N, groups=1, block_t=None, block_d=None):
     """Pick (BLOCK_D, BLOCK_T, BLOCK_N) for a problem: N padded to a power of two; a chunk of up to
-    64 steps; as many channels as the tile budget allows, such that a block never straddles two
-    groups of B/C (BLOCK_D divides dim // groups)."""
+    32 steps (the checkpoint spacing); as many channels as the tile budget allows, such that a
+    block never straddles two groups of B/C (BLOCK_D divides dim // groups). These are the tiles
+    of the chunked forward and of the backward: BLOCK_T = 32, BLOCK_D = 2 was the fastest
+    backward measured on the H100 at N = 16 (benchmarks/NOTES.md, section 2)."""
     block_n = max(triton.next_power_of_2(N), 2)
     if block_t is None:
-        block_t = min(64, max(triton.next_power_of_2(L), 2), max(TILE_BUDGET // block_n, 2))
+        block_t = min(32, max(triton.next_power_of_2(L), 2), max(TILE_BUDGET // block_n, 2))
     per_group = dim // groups
     limit = max(TILE_BUDGET // (block_t * block_n), 1)
     if block_d is None:
@@ -428,11 +443,12 @@ def _check_device(u):
 
 #: Knobs of the launches, read at every call (benchmarks sweep them; tests flip ``forward``).
 #: forward: "loop" (one thread per channel, version 2), "chunked" (associative scan, version 1) or
-#: "auto" (the loop where the N states of a channel fit in one thread's registers: N <= LOOP_MAX_N).
+#: "auto" (choose_forward: the loop where there are enough channels and N <= LOOP_MAX_N).
 #: loop_block_d: channels per program of the loop kernel (None: choose_loop_block decides);
 #: unroll: time steps per unrolled iteration of the loop kernel (None: 64 // BLOCK_N, at least 1).
-#: fwd_warps / bwd_warps: num_warps of the chunked forward and of the backward (None: Triton's 4).
-CONFIG = dict(forward="auto", loop_block_d=None, unroll=None, fwd_warps=None, bwd_warps=None)
+#: fwd_warps / bwd_warps: num_warps of the chunked forward and of the backward (None: Triton's 4;
+#: 2 measured best for the backward on the H100).
+CONFIG = dict(forward="auto", loop_block_d=None, unroll=None, fwd_warps=None, bwd_warps=2)
 LOOP_MAX_N = 64
 
 
@@ -452,6 +468,29 @@ def choose_loop_block(dim, groups=1, block_d=None):
     return block_d, min(max(block_d // 32, 1), 8)
 
 
+def choose_forward(batch, dim, block_n):
+    """Which forward kernel: the loop kernel has batch·dim / 32 warps of parallelism (one thread
+    per channel), so it needs about one warp per scheduler of the GPU (H100: 132 SMs × 4) to
+    beat the chunked kernel; its N states per thread cap it at LOOP_MAX_N. Measured on the H100
+    (benchmarks/NOTES.md, section 2): at N = 16, 16384 channels 1.52 ms (loop) vs 3.37 ms
+    (chunked), 4096 channels 5.99 ms (loop); at N = 64 the chunked kernel is 7x slower than the
+    loop even then."""
+    if block_n > LOOP_MAX_N:
+        return "chunked"
+    if block_n > 16 or batch * dim >= 8192:
+        return "loop"
+    return "chunked"
+
+
+def choose_unroll(block_n, dtype):
+    """Steps per unrolled iteration of the loop kernel, as measured on the H100 (section 2 of
+    benchmarks/NOTES.md): register use grows with UNROLL · N, and past the register file the
+    kernel spills and slows down several times (UNROLL = 8 and 32 at N = 16 did)."""
+    if block_n <= 16:
+        return 16 if dtype == torch.float32 else 4
+    return 2 if block_n <= 64 else 1
+
+
 def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks):
     batch, dim, L = u.shape
     groups, N = B4.shape[1], B4.shape[2]
@@ -466,17 +505,19 @@ def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks):
                 delta_bias if delta_bias is not None else dummy)
     method = CONFIG["forward"]
     if method == "auto":
-        method = "loop" if BN <= LOOP_MAX_N else "chunked"
+        method = choose_forward(batch, dim, BN)
     if method == "loop":
         # B and C transposed to (batch, groups, L, N): the loop reads one time step's row of
         # each. They are N/dim times smaller than u, so the copy is cheap.
         Bt, Ct = B4.transpose(2, 3).contiguous(), C4.transpose(2, 3).contiguous()
         LBD, warps = choose_loop_block(dim, groups, CONFIG["loop_block_d"])
         # steps per unrolled iteration: registers hold UNROLL steps' exponentials, (UNROLL, N)
-        unroll = CONFIG["unroll"] or max(64 // BN, 1)
+        unroll = CONFIG["unroll"] or choose_unroll(BN, u.dtype)
+        if unroll & (unroll - 1):
+            raise ValueError(f"CONFIG['unroll'] must be a power of two, got {unroll}")
         _selective_scan_fwd_loop_kernel[(triton.cdiv(dim, LBD), batch)](
             u, delta, A, Bt, Ct, *optional, out, ckpt,
-            dim, L, N, 1, groups, dim // groups, n_chunks,
+            dim, L, N, 1, 1, groups, dim // groups, n_chunks,
             **flags, BLOCK_D=LBD, BLOCK_T=BT, BLOCK_N=BN, UNROLL=min(unroll, BT), EVEN_N=BN == N,
             num_warps=warps,
         )

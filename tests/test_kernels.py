@@ -197,3 +197,114 @@ def test_source_sections_cover_the_kernels():
         assert all(title and code.strip() for title, code in sections)
     titles = [t for t, _ in kernels.source_sections(kernels.selective_scan._selective_scan_fwd_kernel)]
     assert any("Solve the recurrence inside the chunk" in t for t in titles)
+
+
+# ---- Issue 10: the loop forward kernel (one thread per channel) and the kernel choice ----------
+
+
+@pytest.mark.parametrize("options", OPTIONS[:2], ids=lambda o: "".join("DzbS"[i] if v else "-"
+                                                                     for i, v in enumerate(o)))
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_loop_forward_matches_oracle(shape, options, monkeypatch):
+    # Force the loop kernel (small problems pick the chunked one): forward, last state, and the
+    # gradients, which the backward computes from the loop kernel's checkpoints.
+    monkeypatch.setitem(kernels.selective_scan.CONFIG, "forward", "loop")
+    *dims, block_t = shape
+    run_and_compare(*dims, options, block_t=block_t)
+
+
+@pytest.mark.parametrize("unroll", [1, 2, 8])
+@pytest.mark.parametrize("loop_block_d", [None, 1, 2])
+def test_loop_forward_unroll_and_block_sizes(unroll, loop_block_d, monkeypatch):
+    # L = 11 is not a multiple of the unroll nor of the chunk; 4 groups of 2 channels; N = 5 odd.
+    cfg = kernels.selective_scan.CONFIG
+    monkeypatch.setitem(cfg, "forward", "loop")
+    monkeypatch.setitem(cfg, "unroll", unroll)
+    monkeypatch.setitem(cfg, "loop_block_d", loop_block_d)
+    run_and_compare(2, 8, 11, 5, 4, OPTIONS[0], block_t=4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_loop_forward_half_precision(dtype, monkeypatch):
+    monkeypatch.setitem(kernels.selective_scan.CONFIG, "forward", "loop")
+    run_and_compare(2, 3, 9, 16, 0, OPTIONS[0], dtype=dtype, block_t=4)
+
+
+def test_loop_and_chunked_forward_agree(monkeypatch):
+    # The two forward kernels on the same inputs: same outputs and checkpoints up to rounding.
+    kw = random_inputs(2, 5, 37, 7, groups=0, device=DEVICE, seed=random.randrange(2**31))
+    cfg = kernels.selective_scan.CONFIG
+    res = {}
+    for method in ("loop", "chunked"):
+        monkeypatch.setitem(cfg, "forward", method)
+        res[method] = kernels.selective_scan_triton(**kw, return_last_state=True, block_t=8)
+    for a, b in zip(res["loop"], res["chunked"]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_loop_configuration_errors(monkeypatch):
+    kw = random_inputs(1, 4, 5, 3, groups=2, device=DEVICE, seed=0)
+    cfg = kernels.selective_scan.CONFIG
+    monkeypatch.setitem(cfg, "forward", "loop")
+    monkeypatch.setitem(cfg, "loop_block_d", 4)
+    with pytest.raises(ValueError, match="loop_block_d must divide dim // groups = 2"):
+        kernels.selective_scan_triton(**kw)
+    monkeypatch.setitem(cfg, "loop_block_d", 3)
+    with pytest.raises(ValueError, match="loop_block_d must be a power of two"):
+        kernels.selective_scan_triton(**kw)
+    monkeypatch.setitem(cfg, "loop_block_d", None)
+    monkeypatch.setitem(cfg, "unroll", 3)
+    with pytest.raises(ValueError, match=r"CONFIG\['unroll'\] must be a power of two"):
+        kernels.selective_scan_triton(**kw)
+    monkeypatch.setitem(cfg, "unroll", None)
+    monkeypatch.setitem(cfg, "forward", "parallel")
+    with pytest.raises(ValueError, match="CONFIG\\['forward'\\] must be 'auto', 'loop' or 'chunked'"):
+        kernels.selective_scan_triton(**kw)
+
+
+def test_choose_forward_and_loop_block():
+    ks = kernels.selective_scan
+    assert ks.choose_forward(8, 2048, 16) == "loop"       # enough channels for one warp per scheduler
+    assert ks.choose_forward(2, 2048, 16) == "chunked"    # too few: the chunked kernel parallelises time
+    assert ks.choose_forward(1, 4, 64) == "loop"          # N = 64: the chunked kernel is far slower
+    assert ks.choose_forward(8, 2048, 256) == "chunked"   # 256 states do not fit in one thread
+    assert ks.choose_loop_block(2048) == (32, 1)
+    assert ks.choose_loop_block(12, groups=4) == (1, 1)   # 3 channels per group: one per program
+    assert ks.choose_loop_block(48, groups=3) == (16, 1)
+
+
+@settings(max_examples=4, deadline=None)
+@given(batch=st.integers(1, 2), dim=st.integers(1, 4), L=st.integers(1, 24), N=st.integers(1, 6),
+       groups=st.sampled_from([0, 1, "dim"]), options=st.sampled_from(OPTIONS),
+       block_t=st.sampled_from([None, 2, 4, 8]), unroll=st.sampled_from([None, 1, 2, 4]))
+def test_random_shapes_loop_forward(batch, dim, L, N, groups, options, block_t, unroll):
+    G = dim if groups == "dim" else groups
+    cfg = kernels.selective_scan.CONFIG
+    saved = dict(cfg)
+    cfg.update(forward="loop", unroll=unroll)
+    try:
+        run_and_compare(batch, dim, L, N, G, options, block_t=block_t)
+    finally:
+        cfg.clear()
+        cfg.update(saved)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape", [(2, 64, 1000, 16, 0, None), (1, 16, 300, 64, 2, None),
+                                   (3, 24, 2049, 7, 3, None), (1, 32, 777, 32, 0, None)], ids=str)
+def test_gpu_loop_forward(shape, dtype, monkeypatch):
+    monkeypatch.setitem(kernels.selective_scan.CONFIG, "forward", "loop")
+    *dims, block_t = shape
+    run_and_compare(*dims, OPTIONS[0], dtype=dtype, block_t=block_t)
+
+
+def test_source_sections_cover_the_loop_kernel():
+    import inspect
+
+    kern = kernels.selective_scan._selective_scan_fwd_loop_kernel
+    sections = kernels.source_sections(kern)
+    assert "".join(code for _, code in sections) == inspect.getsource(kern.fn)
+    assert sections[0][0] == "signature" and len(sections) >= 5
+    titles = [t for t, _ in sections]
+    assert any("one step at a time" in t for t in titles)

@@ -85,10 +85,11 @@ def test_torch_backend_equals_ref_backend(selective):
 
 
 def test_triton_backend_matches_oracle_tiny():
-    """Under the Triton interpreter on CPU (conftest sets it), at a tiny size."""
+    """Under the Triton interpreter on CPU (conftest sets it), at a tiny size; compiled on a GPU."""
     pytest.importorskip("triton")
-    blk = _block(4, 3, 3, dtype=torch.float32, backend="triton")
-    x = torch.randn(1, 5, 4)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    blk = _block(4, 3, 3, dtype=torch.float32, backend="triton").to(dev)
+    x = torch.randn(1, 5, 4, device=dev)
     y = blk(x)
     blk.backend = "ref"
     torch.testing.assert_close(y, blk(x), rtol=1e-5, atol=1e-5)
@@ -221,6 +222,11 @@ def test_train_selective_copying_runs_and_reports():
     h = train_selective_copying(lm, 3, batch=4, n_context=6, n_data=2, n_symbols=4, n_eval=16)
     assert len(h["loss"]) == 3 and len(h["acc"]) == 3 and 0.0 <= h["eval_acc"] <= 1.0
     assert all(math.isfinite(v) for v in h["loss"])
+    assert len(h["eval_acc_by_position"]) == 2
+    assert abs(sum(h["eval_acc_by_position"]) / 2 - h["eval_acc"]) < 1e-12
+    before = [p.detach().clone() for p in lm.parameters()]
+    train_selective_copying(lm, 2, batch=4, n_context=6, n_data=2, n_symbols=4, n_eval=4)
+    assert any(not torch.equal(p0, p) for p0, p in zip(before, lm.parameters()))   # it does train
 
 
 # ---------------------------------------------------------------- errors
