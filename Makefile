@@ -25,7 +25,8 @@ browser:
 
 book: venv vendor
 	rm -rf _build/html _build/.doctrees
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/jupyter-book build . $(JB_FLAGS)
+	PATH=$(abspath $(BIN)):$$PATH MPLBACKEND=module://matplotlib_inline.backend_inline \
+		$(BIN)/jupyter-book build . $(JB_FLAGS)
 
 # Reveal.js and MathJax for the slides and the printable book (npm registry), into _build/vendor.
 vendor:

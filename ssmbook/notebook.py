@@ -58,6 +58,17 @@ def describe_device(device) -> str:
     return "CPU (no CUDA GPU found; every chapter runs on the CPU, the Triton kernel via its interpreter)"
 
 
+def _inline_figures() -> None:
+    """Inside a Jupyter kernel, draw figures inline even if MPLBACKEND points elsewhere (e.g. Agg)."""
+    import sys
+
+    if "ipykernel" in sys.modules:
+        import matplotlib
+
+        if "inline" not in matplotlib.get_backend():
+            matplotlib.use("module://matplotlib_inline.backend_inline")
+
+
 def setup(seed: int = 0, device: str | None = None, quiet: bool = False):
     """Pick the device, seed every RNG, set the book's figure style; return the device."""
     import torch
@@ -67,6 +78,7 @@ def setup(seed: int = 0, device: str | None = None, quiet: bool = False):
 
     dev = pick_device(device)
     seed_everything(seed)
+    _inline_figures()
     use_style()
     if not quiet:
         print(f"ssmbook {__version__} · torch {torch.__version__} · {describe_device(dev)} · seed {seed}")
