@@ -112,9 +112,11 @@ def plot_bandwidth(ax, run, impls=("triton", "official"), pass_="fwd"):
 def _plain_log_ticks(ax):
     from matplotlib.ticker import FormatStrFormatter
 
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
-    ax.tick_params(axis="y", which="minor", labelsize=7)
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def plot_time_per_token(ax, run, graphs=True):

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.integrate
 import scipy.linalg
 
-from .discretize import _as_float_array, zoh
+from .discretize import _as_float_array, _check_AB, zoh
 
 __all__ = ["ContinuousSSM", "is_stable", "recurrence", "recurrence_diag", "kernel", "causal_convolve",
            "diagonal_ssm", "spring_mass_damper"]
@@ -44,13 +44,8 @@ class ContinuousSSM:
     """
 
     def __init__(self, A, B, C, D=0.0):
-        A = _as_float_array(A, "A")
-        if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
-            raise ValueError(f"A must be a square matrix of shape (N, N), got shape {A.shape}")
+        A, B = _check_AB(A, B)
         N = A.shape[0]
-        B = _as_float_array(B, "B")
-        if B.ndim not in (1, 2) or B.shape[0] != N:
-            raise ValueError(f"B must have shape (N,) or (N, M) with N = {N}, got shape {B.shape}")
         C = _as_float_array(C, "C")
         if C.ndim not in (1, 2) or C.shape[-1] != N:
             raise ValueError(f"C must have shape (N,) or (P, N) with N = {N}, got shape {C.shape}")
