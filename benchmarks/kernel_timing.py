@@ -143,6 +143,88 @@ def sweep(off, bw, rows):
     configure()
 
 
+def time_fb(fn, kw, rep=150):
+    """Median forward+backward time only (gradients of every floating input)."""
+    leaves = {k: kw[k].detach().requires_grad_(True) for k in GRADS if kw.get(k) is not None}
+    kw2 = {**kw, **leaves}
+    g = torch.randn_like(kw["u"])
+
+    def fb():
+        out = fn(**kw2)
+        torch.autograd.grad(out, list(leaves.values()), g)
+
+    return triton.testing.do_bench(fb, return_mode="median", rep=rep)
+
+
+def sweep2(off, bw, rows):
+    """Issue 10, round 2: backward tiles (BLOCK_T, BLOCK_D, warps) at the shapes never tuned (N = 64,
+    the long sequence, bf16), v1's tiles among them; the loop forward with fewer channels per program
+    (more warps) at the long shape."""
+    plan = [((8, 2048, 4096, 64), torch.float32,
+             [(16, 1, 2), (32, 1, 4), (32, 1, 2), (16, 2, 2), (16, 1, 4), (8, 2, 2), (8, 4, 2), (16, 2, 4)]),
+            ((2, 2048, 16384, 16), torch.float32,
+             [(32, 2, 2), (64, 2, 4), (64, 2, 2), (32, 1, 2), (16, 2, 2), (32, 4, 2), (64, 1, 2)]),
+            ((8, 2048, 4096, 16), torch.bfloat16,
+             [(32, 2, 2), (32, 1, 2), (16, 2, 2), (64, 2, 2), (32, 2, 1), (32, 4, 2)])]
+    for shape, dtype, tiles in plan:
+        kw = official.random_problem(*shape, dtype, False, "cuda", seed=1)
+        for bt, bd, nw in tiles:
+            configure(bwd_warps=nw)
+            fn = lambda **k: selective_scan_triton(**k, block_t=bt, block_d=bd)  # noqa: E731
+            b = time_fb(fn, kw)  # (errors: the CUDA test suite covers these tiles' correctness)
+            rows.append(dict(variant=f"bwd BT={bt} BD={bd} warps={nw}", shape=list(shape), dtype=str(dtype),
+                             fwd_bwd=b))
+            print(rows[-1], flush=True)
+        del kw
+        torch.cuda.empty_cache()
+    for dtype in (torch.float32, torch.bfloat16):
+        shape = (2, 2048, 16384, 16)
+        kw = official.random_problem(*shape, dtype, False, "cuda", seed=1)
+        _official_row(rows, f"official {shape}", off, kw, dtype)
+        _fwd_row(rows, f"chunked {shape}", off, kw, dtype, forward="chunked")
+        for lbd in (16, 8, 4):
+            for u in ((16, 4) if dtype == torch.float32 else (4,)):
+                _fwd_row(rows, f"loop LBD={lbd} U={u} {shape}", off, kw, dtype, forward="loop",
+                         loop_block_d=lbd, unroll=u)
+        del kw
+        torch.cuda.empty_cache()
+    configure()
+
+
+def sweep3(off, bw, rows):
+    """Round 2, second sweep: more channels per backward program where round 2's first sweep found
+    the B/C atomics to dominate; fewer channels per loop-forward program (more warps) everywhere."""
+    plan = [((8, 2048, 4096, 64), torch.float32, [(8, 4, 2), (8, 8, 2), (4, 8, 2), (4, 16, 2), (8, 8, 4), (4, 4, 2)]),
+            ((2, 2048, 16384, 16), torch.float32, [(32, 4, 2), (32, 8, 2), (16, 8, 2), (16, 4, 2)]),
+            ((8, 2048, 4096, 16), torch.float32, [(32, 2, 2), (16, 2, 2), (16, 4, 2), (32, 4, 2), (8, 4, 2)]),
+            ((8, 2048, 4096, 16), torch.bfloat16, [(16, 2, 2), (16, 4, 2), (8, 4, 2), (8, 8, 2)])]
+    for shape, dtype, tiles in plan:
+        kw = official.random_problem(*shape, dtype, False, "cuda", seed=1)
+        for bt, bd, nw in tiles:
+            configure(bwd_warps=nw)
+            fn = lambda **k: selective_scan_triton(**k, block_t=bt, block_d=bd)  # noqa: E731
+            b = time_fb(fn, kw)
+            rows.append(dict(variant=f"bwd BT={bt} BD={bd} warps={nw}", shape=list(shape), dtype=str(dtype),
+                             fwd_bwd=b))
+            print(rows[-1], flush=True)
+        del kw
+        torch.cuda.empty_cache()
+    for shape, dtype, lbds, u in [((2, 2048, 16384, 16), torch.float32, (4, 2, 1), 16),
+                                  ((2, 2048, 16384, 16), torch.bfloat16, (4, 2, 1), 4),
+                                  ((8, 2048, 4096, 16), torch.float32, (32, 16, 8), 16),
+                                  ((8, 2048, 4096, 16), torch.bfloat16, (32, 16, 8), 4),
+                                  ((8, 2048, 4096, 64), torch.float32, (32, 16, 8), 2)]:
+        kw = official.random_problem(*shape, dtype, False, "cuda", seed=1)
+        for lbd in lbds:
+            configure(forward="loop", loop_block_d=lbd, unroll=u)
+            f = triton.testing.do_bench(lambda: selective_scan_triton(**kw), return_mode="median")
+            rows.append(dict(variant=f"loop LBD={lbd} U={u}", shape=list(shape), dtype=str(dtype), fwd=f))
+            print(rows[-1], flush=True)
+        del kw
+        torch.cuda.empty_cache()
+    configure()
+
+
 def final(off, bw, rows, bwd_tiles=None):
     """The issue's shapes, fp32 and bf16, with and without z: ours (default tiles) and official."""
     configure()
@@ -168,24 +250,24 @@ def final(off, bw, rows, bwd_tiles=None):
 def table(rows):
     print("\nshape dtype z | triton fwd, fwd+bwd | official fwd, fwd+bwd | ratios | fwd/floor")
     for r in rows:
-        if "shape" in r:
+        if "triton_fwd_ms" in r:
             print(f"{r['shape']} {r['dtype']} z={int(r['z'])} | {r['triton_fwd_ms']:.3f} {r['triton_fwd_bwd_ms']:.3f} | "
                   f"{r.get('official_fwd_ms', float('nan')):.3f} {r.get('official_fwd_bwd_ms', float('nan')):.3f} | "
                   f"{r.get('fwd_ratio', float('nan')):.2f} {r.get('fwd_bwd_ratio', float('nan')):.2f} | {r['fwd_over_floor']:.1f}")
         else:
-            print(r)
+            print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()})
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["sweep", "final"])
+    p.add_argument("what", choices=["sweep", "sweep2", "sweep3", "final"])
     p.add_argument("--out")
     args = p.parse_args()
     bw = copy_bandwidth()
     off = load_official()
     rows = []
     try:
-        (sweep if args.what == "sweep" else final)(off, bw, rows)
+        dict(sweep=sweep, sweep2=sweep2, sweep3=sweep3, final=final)[args.what](off, bw, rows)
     finally:
         res = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
                    copy_bandwidth_GBps=bw / 1e9, official_loaded=off is not None, rows=rows)

@@ -399,16 +399,46 @@ def _pow2_dividing(n):
     return n & -n  # the largest power of two that divides n
 
 
-def choose_blocks(dim, L, N, groups=1, block_t=None, block_d=None):
+#: Backward tiles measured on the H100 for the shapes where the generic rule of ``choose_blocks``
+#: loses (benchmarks/NOTES.md, section 3), as (BLOCK_T, BLOCK_D) per situation. The B and C gradients
+#: are summed atomically once per program and chunk, so their count is batch·dim·L·N / BLOCK_D: at
+#: N = 64 with BLOCK_D = 1 that is 8.6 G float atomics and they, not the scans, set the time
+#: (fwd+bwd 132 ms at (16, 1), 59 ms at (8, 4)).
+TUNED_TILES = {
+    "n64": (8, 4),          # 16 < BLOCK_N <= 64
+    "few_channels": (32, 4),  # BLOCK_N <= 16 and batch·dim < 8192 (the long-sequence shape)
+    "half": (16, 2),        # BLOCK_N <= 16, 16-bit inputs, batch·dim >= 8192
+}
+
+
+def choose_blocks(dim, L, N, groups=1, block_t=None, block_d=None, batch=None, dtype=None):
     """Pick (BLOCK_D, BLOCK_T, BLOCK_N) for a problem: N padded to a power of two; a chunk of up to
     32 steps (the checkpoint spacing); as many channels as the tile budget allows, such that a
     block never straddles two groups of B/C (BLOCK_D divides dim // groups). These are the tiles
     of the chunked forward and of the backward: BLOCK_T = 32, BLOCK_D = 2 was the fastest
-    backward measured on the H100 at N = 16 (benchmarks/NOTES.md, section 2)."""
+    backward measured on the H100 at N = 16 (benchmarks/NOTES.md, section 2).
+
+    When neither block is given and ``batch`` is, the tiles measured best on the H100 for that
+    situation (``TUNED_TILES``, section 3 of the notes) replace the generic rule."""
     block_n = max(triton.next_power_of_2(N), 2)
+    per_group = dim // groups
+    if block_t is None and block_d is None and batch is not None:
+        half = dtype in (torch.float16, torch.bfloat16)
+        key = None
+        if 16 < block_n <= 64:
+            key = "n64"
+        elif block_n <= 16 and batch * dim < 8192:
+            key = "few_channels"
+        elif block_n <= 16 and half:
+            key = "half"
+        if key is not None:
+            block_t, block_d = TUNED_TILES[key]
+            block_t = min(block_t, max(triton.next_power_of_2(L), 2))
+            block_d = min(block_d, triton.next_power_of_2(dim))
+            if groups > 1:
+                block_d = min(block_d, _pow2_dividing(per_group))
     if block_t is None:
         block_t = min(32, max(triton.next_power_of_2(L), 2), max(TILE_BUDGET // block_n, 2))
-    per_group = dim // groups
     limit = max(TILE_BUDGET // (block_t * block_n), 1)
     if block_d is None:
         block_d = min(16, limit, triton.next_power_of_2(dim))
@@ -452,13 +482,26 @@ CONFIG = dict(forward="auto", loop_block_d=None, unroll=None, fwd_warps=None, bw
 LOOP_MAX_N = 64
 
 
-def choose_loop_block(dim, groups=1, block_d=None):
-    """(BLOCK_D, num_warps) of the loop forward: one channel per thread, one warp per program
-    (measured on the H100: 32 channels per program beat 64 and 128),
-    and a block that never straddles two groups of B/C (BLOCK_D divides dim // groups)."""
+def choose_loop_block(dim, groups=1, block_d=None, batch=None, block_n=None, dtype=None):
+    """(BLOCK_D, num_warps) of the loop forward: one warp per program, and a block that never
+    straddles two groups of B/C (BLOCK_D divides dim // groups). Generic rule: 32 channels, one per
+    thread (measured on the H100: 32 channels per program beat 64 and 128). When ``batch`` and
+    ``block_n`` are given, the H100 measurements of section 3 of benchmarks/NOTES.md decide: fewer
+    channels than lanes per program means more programs (warps) in flight, and Triton then spreads
+    the N states of a channel over the spare lanes: at (8, 2048, 4096, 16) 16 channels (fp32,
+    1.25 ms vs 1.70) or 8 (bf16, 1.19 vs 1.60); at N = 64 fp32 16 (2.95 vs 4.00); with only
+    4096 channels (2, 2048, 16384, 16) 2 (2.43 ms fp32 vs 5.30 for the chunked kernel)."""
     per_group = dim // groups
     if block_d is None:
-        block_d = min(32, max(triton.next_power_of_2(dim), 1))
+        block_d = 32
+        if batch is not None and block_n is not None:
+            if block_n <= 16 and batch * dim < 8192:
+                block_d = 2
+            elif block_n <= 16:
+                block_d = 16 if dtype == torch.float32 else 8
+            elif block_n <= 64 and dtype == torch.float32:
+                block_d = 16
+        block_d = min(block_d, max(triton.next_power_of_2(dim), 1))
         if groups > 1:
             block_d = min(block_d, _pow2_dividing(per_group))
     if block_d & (block_d - 1):
@@ -474,10 +517,12 @@ def choose_forward(batch, dim, block_n):
     beat the chunked kernel; its N states per thread cap it at LOOP_MAX_N. Measured on the H100
     (benchmarks/NOTES.md, section 2): at N = 16, 16384 channels 1.52 ms (loop) vs 3.37 ms
     (chunked), 4096 channels 5.99 ms (loop); at N = 64 the chunked kernel is 7x slower than the
-    loop even then."""
+    loop even then. Section 3: with 2 channels per program (``choose_loop_block``) the loop kernel
+    takes 2.43 ms at 4096 channels, (2, 2048, 16384, 16), against 5.30 ms for the chunked one, so
+    the loop is used from 4096 channels on."""
     if block_n > LOOP_MAX_N:
         return "chunked"
-    if block_n > 16 or batch * dim >= 8192:
+    if block_n > 16 or batch * dim >= 4096:
         return "loop"
     return "chunked"
 
@@ -510,7 +555,7 @@ def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks):
         # B and C transposed to (batch, groups, L, N): the loop reads one time step's row of
         # each. They are N/dim times smaller than u, so the copy is cheap.
         Bt, Ct = B4.transpose(2, 3).contiguous(), C4.transpose(2, 3).contiguous()
-        LBD, warps = choose_loop_block(dim, groups, CONFIG["loop_block_d"])
+        LBD, warps = choose_loop_block(dim, groups, CONFIG["loop_block_d"], batch, BN, u.dtype)
         # steps per unrolled iteration: registers hold UNROLL steps' exponentials, (UNROLL, N)
         unroll = CONFIG["unroll"] or choose_unroll(BN, u.dtype)
         if unroll & (unroll - 1):
@@ -545,7 +590,7 @@ class SelectiveScanFn(torch.autograd.Function):
                              "torch.float64")
         _check_device(u)
         B4, C4 = _as_4d(B), _as_4d(C)
-        blocks = choose_blocks(dim, L, N, B4.shape[1], block_t, block_d)
+        blocks = choose_blocks(dim, L, N, B4.shape[1], block_t, block_d, batch, u.dtype)
         u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
         z = z.contiguous() if z is not None else None
         D = D.contiguous() if D is not None else None

@@ -32,7 +32,7 @@ def main(argv):
     cfg["bibtex_bibfiles"] = [str(ROOT / p) for p in cfg["bibtex_bibfiles"]]
     with tempfile.NamedTemporaryFile("w", prefix=".chapter-build-", suffix=".yml", delete=False, dir=ROOT) as toc, \
             tempfile.NamedTemporaryFile("w", prefix=".chapter-build-", suffix=".yml", delete=False, dir=ROOT) as conf:
-        toc.write(f"format: jb-book\nroot: book/intro\nchapters:\n  - file: {stem}\n")
+        toc.write(f"format: jb-book\nroot: book/intro\nchapters:\n  - file: {stem}\n  - file: book/glossary\n")
         yaml.safe_dump(cfg, conf, allow_unicode=True)
     try:
         cmd = ["jupyter-book", "build", str(ROOT), "--toc", toc.name, "--config", conf.name,

@@ -265,7 +265,8 @@ def test_loop_configuration_errors(monkeypatch):
 def test_choose_forward_and_loop_block():
     ks = kernels.selective_scan
     assert ks.choose_forward(8, 2048, 16) == "loop"       # enough channels for one warp per scheduler
-    assert ks.choose_forward(2, 2048, 16) == "chunked"    # too few: the chunked kernel parallelises time
+    assert ks.choose_forward(2, 2048, 16) == "loop"       # 4096 channels: loop with 2 per program (NOTES 3)
+    assert ks.choose_forward(2, 1024, 16) == "chunked"    # fewer: the chunked kernel parallelises time
     assert ks.choose_forward(1, 4, 64) == "loop"          # N = 64: the chunked kernel is far slower
     assert ks.choose_forward(8, 2048, 256) == "chunked"   # 256 states do not fit in one thread
     assert ks.choose_loop_block(2048) == (32, 1)
@@ -308,3 +309,54 @@ def test_source_sections_cover_the_loop_kernel():
     assert sections[0][0] == "signature" and len(sections) >= 5
     titles = [t for t, _ in sections]
     assert any("one step at a time" in t for t in titles)
+
+
+# ---- Issue 10, round 2: tiles and channel blocks measured per situation ----------------------
+
+
+def test_tuned_tiles_respect_groups_and_length():
+    ks = kernels.selective_scan
+    assert ks.choose_blocks(2048, 4096, 64, batch=8, dtype=torch.float32) == (4, 8, 64)
+    assert ks.choose_blocks(2048, 16384, 16, batch=2, dtype=torch.float32) == (4, 32, 16)
+    assert ks.choose_blocks(2048, 4096, 16, batch=8, dtype=torch.bfloat16) == (2, 16, 16)
+    # batch 8, fp32, N = 16: the generic rule (measured best there)
+    assert ks.choose_blocks(2048, 4096, 16, batch=8, dtype=torch.float32) == ks.choose_blocks(2048, 4096, 16)
+    for dim, groups in [(6, 3), (12, 4), (64, 1), (5, 1), (48, 2), (2, 2)]:
+        for N in (1, 5, 16, 40, 64, 256):
+            for L in (1, 3, 100):
+                bd, bt, bn = ks.choose_blocks(dim, L, N, groups, batch=2, dtype=torch.float16)
+                assert bn >= N and bn & (bn - 1) == 0 and bt & (bt - 1) == 0 and bd & (bd - 1) == 0
+                assert bt <= max(triton_next_pow2(L), 2)
+                if groups > 1:
+                    assert (dim // groups) % bd == 0
+
+
+def triton_next_pow2(n):
+    return 1 << (n - 1).bit_length()
+
+
+def test_tuned_loop_blocks():
+    ks = kernels.selective_scan
+    assert ks.choose_loop_block(2048, batch=2, block_n=16, dtype=torch.float32) == (2, 1)
+    assert ks.choose_loop_block(2048, batch=8, block_n=16, dtype=torch.float32) == (16, 1)
+    assert ks.choose_loop_block(2048, batch=8, block_n=16, dtype=torch.bfloat16) == (8, 1)
+    assert ks.choose_loop_block(2048, batch=8, block_n=64, dtype=torch.float32) == (16, 1)
+    assert ks.choose_loop_block(2048, batch=8, block_n=64, dtype=torch.bfloat16) == (32, 1)
+    assert ks.choose_loop_block(12, groups=4, batch=8, block_n=16, dtype=torch.float32) == (1, 1)
+    assert ks.choose_loop_block(3, batch=1, block_n=16, dtype=torch.float32) == (2, 1)
+
+
+@pytest.mark.parametrize("forward", ["loop", "chunked"])
+@pytest.mark.parametrize("shape", [(1, 8, 13, 40, 2), (2, 6, 37, 16, 3), (1, 4, 1, 33, 0)], ids=str)
+def test_tuned_tiles_match_oracle(shape, forward, monkeypatch):
+    # No block override: the tuned tiles of choose_blocks (N in (16, 64] -> (8, 4); few channels,
+    # N <= 16 -> (32, 4)) and the tuned loop blocks, forward and all gradients against the oracle.
+    monkeypatch.setitem(kernels.selective_scan.CONFIG, "forward", forward)
+    run_and_compare(*shape, OPTIONS[0])
+
+
+def test_tuned_tiles_half_precision():
+    # 16-bit inputs with many channels take the (16, 2) backward tile and 8-channel loop blocks.
+    bd, bt, _ = kernels.choose_blocks(4096, 40, 16, batch=2, dtype=torch.bfloat16)
+    assert (bd, bt) == (2, 16)
+    run_and_compare(1, 8, 21, 16, 0, OPTIONS[0], dtype=torch.bfloat16, block_t=16, block_d=2)
