@@ -223,19 +223,19 @@ def _check_torch(a, b, delta, fn):
         shape = tuple(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__
         raise ValueError(f"{fn}: b must be a tensor of a's shape {tuple(a.shape)}, got {shape}")
     if isinstance(delta, numbers.Real) and not isinstance(delta, bool):
-        if not delta > 0:
-            raise ValueError(f"{fn}: delta must be positive, got {delta}")
+        if not (delta > 0 and np.isfinite(delta)):
+            raise ValueError(f"{fn}: delta must be positive and finite, got {delta}")
         return delta
     if not isinstance(delta, torch.Tensor):
         raise ValueError(f"{fn}: delta must be a positive float or a tensor of shape "
                          f"{tuple(a.shape[:-1])}, got {type(delta).__name__}")
+    if delta.is_complex() or not delta.dtype.is_floating_point:     # also for a 0-dim tensor
+        raise ValueError(f"{fn}: delta must be a real floating tensor, got dtype {delta.dtype}")
     if delta.ndim == 0:
         return delta
     if delta.shape != a.shape[:-1]:
         raise ValueError(f"{fn}: delta must be 0-dim or have shape a.shape[:-1] = "
                          f"{tuple(a.shape[:-1])}, got {tuple(delta.shape)}")
-    if delta.is_complex() or not delta.dtype.is_floating_point:
-        raise ValueError(f"{fn}: delta must be a real floating tensor, got dtype {delta.dtype}")
     return delta[..., None]
 
 

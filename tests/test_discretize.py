@@ -308,3 +308,18 @@ def test_torch_rules_reject_bad_input():
         dz.bilinear_diag_torch(a, torch.zeros(2, 3), 0.0)
     with pytest.raises(ValueError, match=r"a must be a tensor of shape \(\.\.\., N\)"):
         dz.zoh_diag_torch(np.zeros(3), torch.zeros(3), 0.1)
+
+
+def test_torch_rules_reject_bad_scalar_delta():
+    """A 0-dim delta tensor gets the same dtype check as a per-row one; a float delta must be finite."""
+    a, b = -torch.ones(2, 3, dtype=torch.float64), torch.ones(2, 3, dtype=torch.float64)
+    for bad in (torch.tensor(0.1 + 0.2j), torch.tensor(1)):
+        with pytest.raises(ValueError, match="delta must be a real floating tensor"):
+            dz.zoh_diag_torch(a, b, bad)
+        with pytest.raises(ValueError, match="delta must be a real floating tensor"):
+            dz.bilinear_diag_torch(a, b, bad)
+    with pytest.raises(ValueError, match="delta must be positive and finite"):
+        dz.zoh_diag_torch(a, b, float("inf"))
+    Ab, Bb = dz.zoh_diag_torch(a, b, torch.tensor(0.5, dtype=torch.float64))    # a valid 0-dim delta
+    torch.testing.assert_close(Ab, torch.full((2, 3), np.exp(-0.5), dtype=torch.float64))
+    torch.testing.assert_close(Bb, torch.full((2, 3), 1 - np.exp(-0.5), dtype=torch.float64))
