@@ -411,7 +411,8 @@ TUNED_TILES = {
 }
 
 
-def choose_blocks(dim, L, N, groups=1, block_t=None, block_d=None, batch=None, dtype=None):
+def choose_blocks(dim, L, N, groups=1, block_t=None, block_d=None, batch=None, dtype=None,
+                  has_z=False):
     """Pick (BLOCK_D, BLOCK_T, BLOCK_N) for a problem: N padded to a power of two; a chunk of up to
     32 steps (the checkpoint spacing); as many channels as the tile budget allows, such that a
     block never straddles two groups of B/C (BLOCK_D divides dim // groups). These are the tiles
@@ -419,14 +420,16 @@ def choose_blocks(dim, L, N, groups=1, block_t=None, block_d=None, batch=None, d
     backward measured on the H100 at N = 16 (benchmarks/NOTES.md, section 2).
 
     When neither block is given and ``batch`` is, the tiles measured best on the H100 for that
-    situation (``TUNED_TILES``, section 3 of the notes) replace the generic rule."""
+    situation (``TUNED_TILES``, section 3 of the notes) replace the generic rule; not for 16-bit
+    inputs with a gate z at N = 64, where the (8, 4) tile measured slower than the generic one
+    (209 ms vs 150 ms fwd+bwd in bf16, presumably register spills)."""
     block_n = max(triton.next_power_of_2(N), 2)
     per_group = dim // groups
     if block_t is None and block_d is None and batch is not None:
         half = dtype in (torch.float16, torch.bfloat16)
         key = None
         if 16 < block_n <= 64:
-            key = "n64"
+            key = None if (half and has_z) else "n64"
         elif block_n <= 16 and batch * dim < 8192:
             key = "few_channels"
         elif block_n <= 16 and half:
@@ -590,7 +593,7 @@ class SelectiveScanFn(torch.autograd.Function):
                              "torch.float64")
         _check_device(u)
         B4, C4 = _as_4d(B), _as_4d(C)
-        blocks = choose_blocks(dim, L, N, B4.shape[1], block_t, block_d, batch, u.dtype)
+        blocks = choose_blocks(dim, L, N, B4.shape[1], block_t, block_d, batch, u.dtype, z is not None)
         u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
         z = z.contiguous() if z is not None else None
         D = D.contiguous() if D is not None else None

@@ -317,6 +317,8 @@ def test_source_sections_cover_the_loop_kernel():
 def test_tuned_tiles_respect_groups_and_length():
     ks = kernels.selective_scan
     assert ks.choose_blocks(2048, 4096, 64, batch=8, dtype=torch.float32) == (4, 8, 64)
+    assert ks.choose_blocks(2048, 4096, 64, batch=8, dtype=torch.bfloat16, has_z=True) == \
+        ks.choose_blocks(2048, 4096, 64)                   # bf16 with z: the (8, 4) tile was slower
     assert ks.choose_blocks(2048, 16384, 16, batch=2, dtype=torch.float32) == (4, 32, 16)
     assert ks.choose_blocks(2048, 4096, 16, batch=8, dtype=torch.bfloat16) == (2, 16, 16)
     # batch 8, fp32, N = 16: the generic rule (measured best there)
