@@ -2,7 +2,9 @@
 
 Run on a CUDA machine from the repository root::
 
-    python benchmarks/kernel_timing.py sweep  --out results.json   # variants, one shape
+    python benchmarks/kernel_timing.py sweep  --out results.json   # round 1: variants, one shape
+    python benchmarks/kernel_timing.py sweep2 --out results.json   # round 2: backward tiles, loop blocks
+    python benchmarks/kernel_timing.py sweep3 --out results.json   # round 2: second sweep
     python benchmarks/kernel_timing.py final  --out results.json   # the shapes
 
 The official ``selective_scan_fn`` (mamba_ssm 2.3.2, built for sm_90 by ``benchmarks/official.py``) is
