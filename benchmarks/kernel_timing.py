@@ -59,15 +59,7 @@ def rel(a, b):
 def time_pair(fn, kw, rep_fwd=100, rep_bwd=200):
     """Median forward time and forward+backward time (gradients of every floating input)."""
     fwd = triton.testing.do_bench(lambda: fn(**kw), return_mode="median", rep=rep_fwd)
-    leaves = {k: kw[k].detach().requires_grad_(True) for k in GRADS if kw.get(k) is not None}
-    kw2 = {**kw, **leaves}
-    g = torch.randn_like(kw["u"])
-
-    def fb():
-        out = fn(**kw2)
-        torch.autograd.grad(out, list(leaves.values()), g)
-
-    both = triton.testing.do_bench(fb, return_mode="median", rep=rep_bwd)
+    both = time_fb(fn, kw, rep=rep_bwd)
     return fwd, both
 
 
