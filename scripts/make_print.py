@@ -40,6 +40,7 @@ table { border-collapse: collapse; font-size: 9.5pt; } td, th { border: 1px soli
 .admonition { border-left: 3px solid #1f5fa8; padding: .2em .8em; margin: .8em 0; background: #f7f9fc; }
 .ssmbook-explorer input, .ssmbook-explorer output { display: none; }
 .cell_input { display: block; }
+details.hide.above-input { display: none; }  /* code the chapter hides stays hidden on paper */
 @page { size: A4; margin: 18mm 16mm; }
 """
 NO_SOLUTIONS_CSS = ".solution { display: none !important; }"
