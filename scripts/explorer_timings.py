@@ -11,8 +11,7 @@ import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from _book import HTML, chapter_entries  # noqa: E402
+from book_layout import HTML, chapter_entries  # noqa: E402
 
 rows = []
 for entry in chapter_entries():

@@ -18,8 +18,7 @@ import shutil
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from _book import HTML, toc_files  # noqa: E402
+from book_layout import HTML, toc_files  # noqa: E402
 
 PDF = ROOT / "_build" / "print" / "ssmbook.pdf"
 VENDOR = ROOT / "_build" / "vendor"

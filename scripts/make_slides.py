@@ -26,8 +26,7 @@ from nbconvert import SlidesExporter
 from traitlets.config import Config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from _book import chapter_entries  # noqa: E402
+from book_layout import chapter_entries  # noqa: E402
 
 EXECUTED = ROOT / "_build" / "jupyter_execute"
 OUT = ROOT / "_build" / "slides"

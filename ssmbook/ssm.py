@@ -21,6 +21,7 @@ import scipy.integrate
 import scipy.linalg
 
 from .discretize import _as_float_array, _check_AB, zoh
+from .s4 import kernel as s4_kernel
 
 __all__ = ["ContinuousSSM", "is_stable", "recurrence", "recurrence_diag", "kernel", "causal_convolve",
            "diagonal_ssm", "spring_mass_damper"]
@@ -260,12 +261,7 @@ def kernel(Ab, Bb, C, L: int):
     Ab, Bb, C = _check_discrete(Ab, Bb, C)
     if not isinstance(L, (int, np.integer)) or L < 1:
         raise ValueError(f"L must be a positive int, got {L!r}")
-    K = np.empty(int(L))
-    v = Bb.copy()
-    for k in range(int(L)):
-        K[k] = C @ v
-        v = Ab @ v
-    return K
+    return s4_kernel(Ab, Bb, C, int(L))   # the matrix-power loop of chapter 4 (ssmbook.s4.kernel)
 
 
 def causal_convolve(K, x):

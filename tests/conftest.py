@@ -4,6 +4,11 @@ Triton only runs on a CPU through its interpreter, which must be switched on bef
 imported: do it here, first, when there is no CUDA device.
 """
 import os
+import pathlib
+import sys
+
+# the book-layout helpers shared with scripts/ (scripts/book_layout.py)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 try:

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from _book import built_page, chapter_entries
+from book_layout import built_page, chapter_entries
 
 pytestmark = pytest.mark.browser
 

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from _book import HTML, built_page, chapter_entries, config, toc_files
+from book_layout import HTML, built_page, chapter_entries, config, toc_files
 
 pytestmark = pytest.mark.html
 

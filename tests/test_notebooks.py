@@ -7,7 +7,7 @@ import sys
 import nbformat
 import pytest
 
-from _book import ROOT, chapter_notebooks, source_of, toc_files
+from book_layout import ROOT, chapter_notebooks, source_of, toc_files
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from sync_setup_cells import TAG, setup_cell_source  # noqa: E402

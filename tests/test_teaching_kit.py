@@ -6,7 +6,7 @@ import re
 import nbformat
 import pytest
 
-from _book import HTML, ROOT, chapter_entries, toc_files
+from book_layout import HTML, ROOT, chapter_entries, toc_files
 
 pytestmark = pytest.mark.html
 

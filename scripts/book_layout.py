@@ -1,4 +1,4 @@
-"""Helpers shared by the notebook, HTML and browser tests."""
+"""Where the book lives: _toc.yml entries, their sources and built pages (used by scripts/ and tests/)."""
 import os
 import pathlib
 
