@@ -219,6 +219,43 @@ def sweep3(off, bw, rows):
     configure()
 
 
+def sweep4(off, bw, rows):
+    """Issue 10, round 3: the loop backward (``_selective_scan_bwd_loop_kernel``), fwd+bwd per
+    (channels per program, unrolled steps, chunk length), against the chunked backward and the
+    official kernel; each variant's gradients are compared with the chunked backward's first."""
+    plan = [((8, 2048, 4096, 16), torch.float32,
+             [(16, 4, 32), (16, 2, 32), (8, 4, 32), (8, 2, 32), (16, 4, 16), (32, 2, 32), (4, 4, 32), (16, 4, 64)]),
+            ((8, 2048, 4096, 16), torch.bfloat16, [(16, 4, 32), (8, 4, 32), (8, 2, 32), (16, 2, 32)]),
+            ((8, 2048, 4096, 64), torch.float32, [(4, 2, 32), (8, 2, 32), (4, 1, 32), (2, 2, 32), (4, 2, 16)]),
+            ((2, 2048, 16384, 16), torch.float32, [(2, 4, 32), (4, 4, 32), (8, 4, 32), (16, 4, 32), (4, 2, 32)])]
+    for shape, dtype, variants in plan:
+        kw = official.random_problem(*shape, dtype, False, "cuda", seed=1)
+        configure(backward="chunked")
+        torch.manual_seed(0)
+        g = torch.randn_like(kw["u"])
+        _, ref_g = grads(selective_scan_triton, kw, g)
+        b = time_fb(selective_scan_triton, kw)
+        rows.append(dict(variant="chunked bwd (default)", shape=list(shape), dtype=str(dtype), fwd_bwd=b))
+        print(rows[-1], flush=True)
+        if off is not None:
+            rows.append(dict(variant="official", shape=list(shape), dtype=str(dtype), fwd_bwd=time_fb(off, kw)))
+            print(rows[-1], flush=True)
+        for lbd, unroll, bt in variants:
+            configure(backward="loop", bwd_loop_block_d=lbd, bwd_unroll=unroll, bwd_loop_t=bt)
+            try:
+                _, lg = grads(selective_scan_triton, kw, g)
+                err = max(rel(lg[k], ref_g[k]) for k in ref_g)
+                b = time_fb(selective_scan_triton, kw)
+            except Exception as e:  # a variant that fails to compile or run is recorded, not fatal
+                err, b = repr(e)[:200], None
+            rows.append(dict(variant=f"loop bwd LBD={lbd} U={unroll} BT={bt}", shape=list(shape),
+                             dtype=str(dtype), fwd_bwd=b, err_vs_chunked=err))
+            print(rows[-1], flush=True)
+        del kw, ref_g, g
+        torch.cuda.empty_cache()
+    configure()
+
+
 def final(off, bw, rows, bwd_tiles=None):
     """The issue's shapes, fp32 and bf16, with and without z: ours (default tiles) and official."""
     configure()
@@ -254,14 +291,14 @@ def table(rows):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["sweep", "sweep2", "sweep3", "final"])
+    p.add_argument("what", choices=["sweep", "sweep2", "sweep3", "sweep4", "final"])
     p.add_argument("--out")
     args = p.parse_args()
     bw = copy_bandwidth()
     off = load_official()
     rows = []
     try:
-        dict(sweep=sweep, sweep2=sweep2, sweep3=sweep3, final=final)[args.what](off, bw, rows)
+        dict(sweep=sweep, sweep2=sweep2, sweep3=sweep3, sweep4=sweep4, final=final)[args.what](off, bw, rows)
     finally:
         res = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
                    copy_bandwidth_GBps=bw / 1e9, official_loaded=off is not None, rows=rows)

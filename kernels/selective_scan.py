@@ -388,6 +388,188 @@ def _selective_scan_bwd_kernel(
 
 
 # ---------------------------------------------------------------------------------------------
+# Backward, version 2: one thread per channel, walking each chunk forward then backward (issue 10)
+# ---------------------------------------------------------------------------------------------
+
+
+@triton.jit(do_not_specialize=["stride_an", "one"])
+def _selective_scan_bwd_loop_kernel(
+    u_ptr, delta_ptr, A_ptr, Bt_ptr, Ct_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr, gout_ptr,  # inputs
+    gu_ptr, gdelta_ptr, gz_ptr,           # (batch, dim, L), in the dtypes of u, delta, z
+    gA_ptr, gD_ptr, gbias_ptr,            # per-batch partial sums (batch, dim, N), (batch, dim): f32
+    gB_ptr, gC_ptr,                       # per-block partial sums (batch, dim blocks, L, N): f32
+    scratch_ptr,                          # per program: the states of one chunk, (BLOCK_T + 1, BN, BD)
+    dim, L, N, stride_an, one, n_groups, dim_per_group, n_chunks,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr,
+    EVEN_N: tl.constexpr,
+):
+    # --- Which part of the problem this program owns: as in the loop forward ------------------
+    # The state tiles are (BLOCK_N, BLOCK_D), channels along the last axis: one thread holds one
+    # channel's states (or a share of them), so sums over n stay inside a thread.
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    n_dblocks = tl.num_programs(0)
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, UNROLL)
+    mask_d = offs_d < dim
+    mask_n = offs_n < N
+    mnd = mask_n[:, None] & mask_d[None, :]
+    group = (pid_d * BLOCK_D) // dim_per_group
+
+    # --- Per-channel parameters, and accumulators for their gradients ------------------------
+    A2 = tl.load(A_ptr + offs_d[None, :] * N + offs_n[:, None] * stride_an, mask=mnd,
+                 other=0.0).to(tl.float32) * LOG2E                    # (BN, BD), A log2(e)
+    bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    Dskip = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    if HAS_D:
+        Dskip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    gA_acc = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    gD_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    gbias_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
+
+    row = (pid_b * dim + offs_d) * L                # each channel's sequence in u, delta, z, gout
+    bc = (pid_b * n_groups + group) * L * N         # this group's B and C, transposed to (L, N)
+    part_bc = (pid_b * n_dblocks + pid_d) * L * N   # this program's rows of the B, C partial sums
+    ckpt_row = (pid_b * dim + offs_d) * n_chunks
+    # This program's scratch: slot j holds h at step (chunk start + j − 1), slot 0 the state
+    # before the chunk. At most (BLOCK_T + 1)·N·BLOCK_D floats per program, so it stays in cache.
+    scratch = scratch_ptr + (pid_b * n_dblocks + pid_d) * (BLOCK_T + 1) * BLOCK_N * BLOCK_D
+    slot = offs_n[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :]   # (BN, BD) within a slot
+
+    # The adjoint state λ_t = ∂loss/∂h_t and a_{t+1}, carried from step to step, right to left
+    lam = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    a_next = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+
+    for cc in range(0, n_chunks):
+        c = n_chunks - 1 - cc
+        # --- Recompute the chunk's states from the checkpoint before it, into the scratch ---------
+        has_prev = (offs_n * 0 + c) > 0
+        h = tl.load(ckpt_ptr + (ckpt_row[None, :] + tl.maximum(c - 1, 0)) * N + offs_n[:, None],
+                    mask=mnd & has_prev[:, None], other=0.0)
+        tl.store(scratch + slot, h)
+        for s0 in range(0, BLOCK_T, UNROLL):
+            tk = c * BLOCK_T + s0 + offs_k
+            mk = (tk < L)[:, None] & mask_d[None, :]
+            offs = row[None, :] + tk[:, None] * one
+            u_blk = tl.load(u_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+            dt_blk = tl.load(delta_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+            if HAS_BIAS:
+                dt_blk = dt_blk + bias[None, :]
+            if SOFTPLUS:
+                dt_blk = _softplus(dt_blk)
+            dt_blk = tl.where(mk, dt_blk, 0.0)
+            dtu_blk = dt_blk * u_blk
+            h_blk = tl.zeros((UNROLL, BLOCK_N, BLOCK_D), dtype=tl.float32)
+            for k in tl.static_range(UNROLL):
+                pick = offs_k[:, None] == k
+                dt = tl.sum(tl.where(pick, dt_blk, 0.0), axis=0)
+                dtu = tl.sum(tl.where(pick, dtu_blk, 0.0), axis=0)
+                t = c * BLOCK_T + s0 + k
+                if EVEN_N:
+                    Bt = tl.load(Bt_ptr + bc + tl.minimum(t, L - 1) * N + offs_n).to(tl.float32)
+                else:
+                    m_n = mask_n & (offs_n * 0 + t < L)
+                    Bt = tl.load(Bt_ptr + bc + t * N + offs_n, mask=m_n, other=0.0).to(tl.float32)
+                h = tl.exp2(dt[None, :] * A2) * h + dtu[None, :] * Bt[:, None]
+                h_blk = tl.where(pick[:, :, None], h[None, :, :], h_blk)
+            # one store per block of steps (a store inside the steps would serialise them)
+            tl.store(scratch + (s0 + 1 + offs_k[:, None, None]) * BLOCK_N * BLOCK_D + slot[None, :, :],
+                     h_blk)
+        tl.debug_barrier()  # the scratch is written and read by different threads' layouts
+
+        # --- Walk the chunk backwards: the adjoint recurrence and every gradient ---------------
+        h_cur = tl.load(scratch + BLOCK_T * BLOCK_N * BLOCK_D + slot)   # h at the chunk's last step
+        for sb in range(0, BLOCK_T, UNROLL):
+            s0 = BLOCK_T - UNROLL - sb
+            tk = c * BLOCK_T + s0 + offs_k
+            mk = (tk < L)[:, None] & mask_d[None, :]
+            offs = row[None, :] + tk[:, None] * one
+            u_blk = tl.load(u_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+            raw_blk = tl.load(delta_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+            if HAS_BIAS:
+                raw_blk = raw_blk + bias[None, :]
+            dt_blk = raw_blk
+            if SOFTPLUS:
+                dt_blk = _softplus(raw_blk)
+            dt_blk = tl.where(mk, dt_blk, 0.0)
+            gy_blk = tl.load(gout_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+            if HAS_Z:
+                z_blk = tl.load(z_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+                sig_z = _sigmoid(z_blk)
+                gout_blk = gy_blk
+                gy_blk = gout_blk * z_blk * sig_z
+                y_blk = tl.zeros((UNROLL, BLOCK_D), dtype=tl.float32)
+            if HAS_D:
+                gD_acc += tl.sum(gy_blk * u_blk, axis=0)
+            lamB_blk = tl.zeros((UNROLL, BLOCK_D), dtype=tl.float32)
+            glA_blk = tl.zeros((UNROLL, BLOCK_D), dtype=tl.float32)
+            gB_blk = tl.zeros((UNROLL, BLOCK_N), dtype=tl.float32)
+            gC_blk = tl.zeros((UNROLL, BLOCK_N), dtype=tl.float32)
+            for kk in tl.static_range(UNROLL):
+                k = UNROLL - 1 - kk
+                pick = offs_k[:, None] == k
+                dt = tl.sum(tl.where(pick, dt_blk, 0.0), axis=0)
+                dtu = tl.sum(tl.where(pick, dt_blk * u_blk, 0.0), axis=0)
+                gy = tl.sum(tl.where(pick, gy_blk, 0.0), axis=0)
+                t = c * BLOCK_T + s0 + k
+                if EVEN_N:
+                    bc_t = bc + tl.minimum(t, L - 1) * N + offs_n
+                    Bt = tl.load(Bt_ptr + bc_t).to(tl.float32)
+                    Ct = tl.load(Ct_ptr + bc_t).to(tl.float32)
+                else:
+                    m_n = mask_n & (offs_n * 0 + t < L)
+                    Bt = tl.load(Bt_ptr + bc + t * N + offs_n, mask=m_n, other=0.0).to(tl.float32)
+                    Ct = tl.load(Ct_ptr + bc + t * N + offs_n, mask=m_n, other=0.0).to(tl.float32)
+                h_prev = tl.load(scratch + (s0 + k) * BLOCK_N * BLOCK_D + slot)   # h_{t-1}
+                if HAS_Z:
+                    y_blk = tl.where(pick, tl.sum(h_cur * Ct[:, None], axis=0)[None, :], y_blk)
+                # λ_t = a_{t+1} λ_{t+1} + C_t ∂y_t
+                lam = a_next * lam + Ct[:, None] * gy[None, :]
+                a = tl.exp2(dt[None, :] * A2)
+                g_loga = lam * a * h_prev        # ∂loss/∂(δ_t A), since ∂h_t/∂(δA) = a_t h_{t-1}
+                gA_acc += g_loga * dt[None, :]
+                glA_blk = tl.where(pick, tl.sum(g_loga * A2, axis=0)[None, :], glA_blk)
+                lamB_blk = tl.where(pick, tl.sum(lam * Bt[:, None], axis=0)[None, :], lamB_blk)
+                # B and C are shared by the channels: sum this program's channels for step t
+                gB_blk = tl.where(pick, tl.sum(lam * dtu[None, :], axis=1)[None, :], gB_blk)
+                gC_blk = tl.where(pick, tl.sum(h_cur * gy[None, :], axis=1)[None, :], gC_blk)
+                a_next = a
+                h_cur = h_prev
+            # --- Gradients of the block of steps, then one store each -----------------------------
+            gu_blk = dt_blk * lamB_blk
+            if HAS_D:
+                gu_blk += Dskip[None, :] * gy_blk
+            gdt_blk = glA_blk / LOG2E + u_blk * lamB_blk
+            if SOFTPLUS:
+                gdt_blk = gdt_blk * _sigmoid(raw_blk)       # softplus'(x) = σ(x)
+            gdt_blk = tl.where(mk, gdt_blk, 0.0)
+            gbias_acc += tl.sum(gdt_blk, axis=0)
+            if HAS_Z:
+                if HAS_D:
+                    y_blk += Dskip[None, :] * u_blk
+                gz_blk = gout_blk * y_blk * sig_z * (1.0 + z_blk * (1.0 - sig_z))
+                tl.store(gz_ptr + offs, gz_blk.to(gz_ptr.dtype.element_ty), mask=mk)
+            tl.store(gu_ptr + offs, gu_blk.to(gu_ptr.dtype.element_ty), mask=mk)
+            tl.store(gdelta_ptr + offs, gdt_blk.to(gdelta_ptr.dtype.element_ty), mask=mk)
+            m_bc = (tk < L)[:, None] & mask_n[None, :]
+            bc_offs = part_bc + tk[:, None] * N + offs_n[None, :]
+            tl.store(gB_ptr + bc_offs, gB_blk, mask=m_bc)
+            tl.store(gC_ptr + bc_offs, gC_blk, mask=m_bc)
+        tl.debug_barrier()  # the next chunk overwrites the scratch
+
+    part = pid_b * dim + offs_d
+    tl.store(gA_ptr + part[None, :] * N + offs_n[:, None], gA_acc, mask=mnd)
+    if HAS_D:
+        tl.store(gD_ptr + part, gD_acc, mask=mask_d)
+    if HAS_BIAS:
+        tl.store(gbias_ptr + part, gbias_acc, mask=mask_d)
+
+
+# ---------------------------------------------------------------------------------------------
 # Host side: tile sizes, launches, autograd
 # ---------------------------------------------------------------------------------------------
 
@@ -481,7 +663,12 @@ def _check_device(u):
 #: unroll: time steps per unrolled iteration of the loop kernel (None: 64 // BLOCK_N, at least 1).
 #: fwd_warps / bwd_warps: num_warps of the chunked forward and of the backward (None: Triton's 4;
 #: 2 measured best for the backward on the H100).
-CONFIG = dict(forward="auto", loop_block_d=None, unroll=None, fwd_warps=None, bwd_warps=2)
+#: backward: "loop" (version 2), "chunked" (version 1) or "auto" (choose_backward);
+#: bwd_loop_block_d / bwd_unroll: channels per program and unrolled steps of the loop backward
+#: (None: choose_loop_backward decides); bwd_loop_t: its chunk length, i.e. the checkpoint spacing
+#: and the depth of its scratch (None: 32; a block_t given to the call wins).
+CONFIG = dict(forward="auto", loop_block_d=None, unroll=None, fwd_warps=None, bwd_warps=2,
+              backward="auto", bwd_loop_block_d=None, bwd_unroll=None, bwd_loop_t=None)
 LOOP_MAX_N = 64
 
 
@@ -528,6 +715,32 @@ def choose_forward(batch, dim, block_n):
     if block_n > 16 or batch * dim >= 4096:
         return "loop"
     return "chunked"
+
+
+def choose_backward(batch, dim, block_n):
+    """Which backward kernel: the loop kernel (one thread per channel) wherever the loop forward
+    would be used, that is up to LOOP_MAX_N states and with enough channels; else the chunked one."""
+    return choose_forward(batch, dim, block_n)
+
+
+def choose_loop_backward(dim, groups, block_n, block_d=None, unroll=None):
+    """(BLOCK_D, UNROLL, num_warps) of the loop backward: one warp per program, 16 channels (the
+    N states of a channel then share two lanes), a block inside one group of B/C; UNROLL steps per
+    unrolled iteration, fewer for large N (registers hold UNROLL rows of B, C and h)."""
+    per_group = dim // groups
+    if block_d is None:
+        block_d = min(16, max(triton.next_power_of_2(dim), 1))
+        if groups > 1:
+            block_d = min(block_d, _pow2_dividing(per_group))
+    if block_d & (block_d - 1):
+        raise ValueError(f"bwd_loop_block_d must be a power of two, got {block_d}")
+    if groups > 1 and per_group % block_d:
+        raise ValueError(f"bwd_loop_block_d must divide dim // groups = {per_group}, got {block_d}")
+    if unroll is None:
+        unroll = 4 if block_n <= 16 else 2
+    if unroll & (unroll - 1):
+        raise ValueError(f"CONFIG['bwd_unroll'] must be a power of two, got {unroll}")
+    return block_d, unroll, min(max(block_d // 32, 1), 8)
 
 
 def choose_unroll(block_n, dtype):
@@ -593,6 +806,17 @@ class SelectiveScanFn(torch.autograd.Function):
                              "torch.float64")
         _check_device(u)
         B4, C4 = _as_4d(B), _as_4d(C)
+        bn = max(triton.next_power_of_2(N), 2)
+        backward = CONFIG["backward"]
+        if backward == "auto":
+            backward = "loop" if bn <= LOOP_MAX_N and choose_backward(batch, dim, bn) == "loop" else "chunked"
+        if backward not in ("loop", "chunked"):
+            raise ValueError(f"CONFIG['backward'] must be 'auto', 'loop' or 'chunked', got {backward!r}")
+        if backward == "loop" and bn > LOOP_MAX_N:
+            raise ValueError(f"the loop backward holds at most {LOOP_MAX_N} states per channel, got N = {N}")
+        if backward == "loop" and block_t is None:
+            # the loop backward's chunk (checkpoint spacing, scratch depth) is its own choice
+            block_t = min(CONFIG["bwd_loop_t"] or 32, max(triton.next_power_of_2(L), 2))
         blocks = choose_blocks(dim, L, N, B4.shape[1], block_t, block_d, batch, u.dtype, z is not None)
         u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
         z = z.contiguous() if z is not None else None
@@ -603,6 +827,7 @@ class SelectiveScanFn(torch.autograd.Function):
         ctx.shared_bc = B.dim() == 3
         ctx.delta_softplus = bool(delta_softplus)
         ctx.blocks = blocks
+        ctx.backward = backward
         if return_last_state:
             last = ckpt[:, :, -1, :]
             ctx.mark_non_differentiable(last)
@@ -623,6 +848,10 @@ class SelectiveScanFn(torch.autograd.Function):
         gA = torch.empty(batch, dim, N, **f32)
         gD = torch.empty(batch, dim, **f32) if D is not None else None
         gbias = torch.empty(batch, dim, **f32) if delta_bias is not None else None
+        if ctx.backward == "loop":
+            gB, gC = _backward_loop(u, delta, A, B4, C4, D, z, delta_bias, ckpt, gout, gu, gdelta, gz,
+                                    gA, gD, gbias, ctx.delta_softplus, BT, BN)
+            return _finish_backward(ctx, A, B4, C4, D, delta_bias, gu, gdelta, gA, gB, gC, gD, gz, gbias)
         gB = torch.zeros(B4.shape, **f32)   # zeros: the kernel adds into them
         gC = torch.zeros(C4.shape, **f32)
         dummy = gA
@@ -639,14 +868,52 @@ class SelectiveScanFn(torch.autograd.Function):
             SOFTPLUS=ctx.delta_softplus, BLOCK_D=BD, BLOCK_T=BT, BLOCK_N=BN,
             **({"num_warps": CONFIG["bwd_warps"]} if CONFIG["bwd_warps"] else {}),
         )
-        # Reduce the per-batch partials of the per-channel parameters; cast to the input dtypes.
-        gA = gA.sum(0).to(A.dtype)
-        gD = gD.sum(0).to(D.dtype) if D is not None else None
-        gbias = gbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None
-        gB, gC = gB.to(B4.dtype), gC.to(C4.dtype)
-        if ctx.shared_bc:
-            gB, gC = gB.squeeze(1), gC.squeeze(1)
-        return gu, gdelta, gA, gB, gC, gD, gz, gbias, None, None, None, None
+        return _finish_backward(ctx, A, B4, C4, D, delta_bias, gu, gdelta, gA, gB, gC, gD, gz, gbias)
+
+
+def _finish_backward(ctx, A, B4, C4, D, delta_bias, gu, gdelta, gA, gB, gC, gD, gz, gbias):
+    # Reduce the per-batch partials of the per-channel parameters; cast to the input dtypes.
+    gA = gA.sum(0).to(A.dtype)
+    gD = gD.sum(0).to(D.dtype) if D is not None else None
+    gbias = gbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None
+    gB, gC = gB.to(B4.dtype), gC.to(C4.dtype)
+    if ctx.shared_bc:
+        gB, gC = gB.squeeze(1), gC.squeeze(1)
+    return gu, gdelta, gA, gB, gC, gD, gz, gbias, None, None, None, None
+
+
+def _backward_loop(u, delta, A, B4, C4, D, z, delta_bias, ckpt, gout, gu, gdelta, gz, gA, gD, gbias,
+                   softplus, BT, BN):
+    """Launch the loop backward; returns the B and C gradients as (batch, groups, N, L) float32."""
+    batch, dim, L = u.shape
+    groups, N = B4.shape[1], B4.shape[2]
+    LBD, unroll, warps = choose_loop_backward(dim, groups, BN, CONFIG["bwd_loop_block_d"],
+                                              CONFIG["bwd_unroll"])
+    n_dblocks = triton.cdiv(dim, LBD)
+    f32 = dict(device=u.device, dtype=torch.float32)
+    Bt, Ct = B4.transpose(2, 3).contiguous(), C4.transpose(2, 3).contiguous()
+    # B and C gradients: one partial sum per program (its channels), (batch, blocks, L, N), then
+    # summed here over the blocks of each group: no atomics, and the result is deterministic.
+    gBp = torch.empty(batch, n_dblocks, L, N, **f32)
+    gCp = torch.empty(batch, n_dblocks, L, N, **f32)
+    scratch = torch.empty(batch * n_dblocks * (BT + 1) * BN * LBD, **f32)
+    dummy = gA
+    _selective_scan_bwd_loop_kernel[(n_dblocks, batch)](
+        u, delta, A, Bt, Ct,
+        D if D is not None else dummy, z if z is not None else dummy,
+        delta_bias if delta_bias is not None else dummy, ckpt, gout,
+        gu, gdelta, gz if gz is not None else dummy,
+        gA, gD if gD is not None else dummy, gbias if gbias is not None else dummy,
+        gBp, gCp, scratch,
+        dim, L, N, 1, 1, groups, dim // groups, ckpt.shape[2],
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+        SOFTPLUS=softplus, BLOCK_D=LBD, BLOCK_T=BT, BLOCK_N=BN, UNROLL=min(unroll, BT),
+        EVEN_N=BN == N, num_warps=warps,
+    )
+    # a block never straddles two groups, so the blocks of group g are consecutive
+    gB = gBp.view(batch, groups, -1, L, N).sum(2).transpose(2, 3)
+    gC = gCp.view(batch, groups, -1, L, N).sum(2).transpose(2, 3)
+    return gB, gC
 
 
 def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,

@@ -362,3 +362,118 @@ def test_tuned_tiles_half_precision():
     bd, bt, _ = kernels.choose_blocks(4096, 40, 16, batch=2, dtype=torch.bfloat16)
     assert (bd, bt) == (2, 16)
     run_and_compare(1, 8, 21, 16, 0, OPTIONS[0], dtype=torch.bfloat16, block_t=16, block_d=2)
+
+
+# ---- Issue 10, round 3: the loop backward (one thread per channel, states recomputed per chunk) --
+
+
+def _loop_backward(monkeypatch, **cfg):
+    monkeypatch.setitem(kernels.selective_scan.CONFIG, "backward", "loop")
+    for key, value in cfg.items():
+        monkeypatch.setitem(kernels.selective_scan.CONFIG, key, value)
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "".join("DzbS"[i] if v else "-"
+                                                                 for i, v in enumerate(o)))
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_loop_backward_matches_oracle(shape, options, monkeypatch):
+    # Small problems pick the chunked backward: force the loop one. Every gradient against the
+    # float64 oracle, at L = 1, L not a multiple of the chunk, odd N, grouped and shared B/C.
+    _loop_backward(monkeypatch)
+    *dims, block_t = shape
+    run_and_compare(*dims, options, block_t=block_t)
+
+
+@pytest.mark.parametrize("unroll", [1, 2, 8])
+@pytest.mark.parametrize("block_d", [1, 2, 4])
+def test_loop_backward_unroll_and_block_sizes(unroll, block_d, monkeypatch):
+    # 12 channels in 3 groups of 4: blocks of 1, 2 and 4 channels, and 37 steps in chunks of 8
+    # with unrolled iterations of 1, 2 and 8 steps (the last chunk is partly past L).
+    _loop_backward(monkeypatch, bwd_unroll=unroll, bwd_loop_block_d=block_d)
+    run_and_compare(2, 12, 37, 5, 3, OPTIONS[0], block_t=8)
+
+
+@pytest.mark.parametrize("forward", ["loop", "chunked"])
+def test_loop_backward_after_either_forward(forward, monkeypatch):
+    # The backward reads the checkpoints of whichever forward ran; its default chunk is its own.
+    _loop_backward(monkeypatch, forward=forward)
+    run_and_compare(1, 6, 70, 16, 0, OPTIONS[0])
+    run_and_compare(2, 4, 45, 33, 2, OPTIONS[3])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_loop_backward_half_precision(dtype, monkeypatch):
+    _loop_backward(monkeypatch)
+    run_and_compare(1, 4, 17, 3, 2, OPTIONS[0], dtype=dtype, block_t=8)
+
+
+def test_loop_and_chunked_backward_agree(monkeypatch):
+    # Same inputs, both backward kernels: the gradients agree to float32 rounding.
+    kw = random_inputs(2, 8, 50, 6, groups=2, D=True, z=True, delta_bias=True, delta_softplus=True,
+                       device=DEVICE, seed=random.randrange(2**31))
+    names = [n for n in GRAD_NAMES if kw[n] is not None]
+    g = torch.randn(2, 8, 50, device=DEVICE)
+    results = []
+    for backward in ("loop", "chunked"):
+        monkeypatch.setitem(kernels.selective_scan.CONFIG, "backward", backward)
+        leaves = {n: kw[n].detach().clone().requires_grad_(True) for n in names}
+        out = kernels.selective_scan_triton(**{**kw, **leaves}, block_t=16)
+        results.append(torch.autograd.grad(out, list(leaves.values()), g))
+    for n, a, b in zip(names, *results):
+        assert rel_err(a, b) <= 1e-5, n
+
+
+def test_loop_backward_configuration_errors(monkeypatch):
+    ks = kernels.selective_scan
+    kw = random_inputs(1, 4, 5, 3, groups=2, device=DEVICE, seed=0)
+    kw["u"].requires_grad_(True)
+    monkeypatch.setitem(ks.CONFIG, "backward", "sideways")
+    with pytest.raises(ValueError, match="CONFIG\\['backward'\\] must be 'auto', 'loop' or 'chunked'"):
+        kernels.selective_scan_triton(**kw)
+    monkeypatch.setitem(ks.CONFIG, "backward", "loop")
+    big = random_inputs(1, 2, 5, 65, device=DEVICE, seed=0)
+    with pytest.raises(ValueError, match="the loop backward holds at most 64 states"):
+        kernels.selective_scan_triton(**big)
+    with pytest.raises(ValueError, match="bwd_loop_block_d must be a power of two"):
+        ks.choose_loop_backward(12, 1, 16, block_d=3)
+    with pytest.raises(ValueError, match="bwd_loop_block_d must divide dim // groups = 2"):
+        ks.choose_loop_backward(4, 2, 16, block_d=4)
+    with pytest.raises(ValueError, match="CONFIG\\['bwd_unroll'\\] must be a power of two"):
+        ks.choose_loop_backward(4, 1, 16, unroll=3)
+
+
+def test_choose_backward_and_loop_backward_blocks():
+    ks = kernels.selective_scan
+    assert ks.choose_backward(8, 2048, 16) == "loop"
+    assert ks.choose_backward(1, 8, 16) == "chunked"      # too few channels to fill the GPU
+    assert ks.choose_backward(8, 2048, 256) == "chunked"  # 256 states do not fit in one thread
+    assert ks.choose_loop_backward(2048, 1, 16) == (16, 4, 1)
+    assert ks.choose_loop_backward(2048, 1, 64) == (16, 2, 1)
+    assert ks.choose_loop_backward(12, 4, 16) == (1, 4, 1)  # 3 channels per group: one per program
+    assert ks.choose_loop_backward(5, 1, 8) == (8, 4, 1)
+
+
+@settings(max_examples=4, deadline=None)
+@given(batch=st.integers(1, 2), dim=st.integers(1, 4), L=st.integers(1, 24), N=st.integers(1, 6),
+       groups=st.sampled_from([0, 1, "dim"]), options=st.sampled_from(OPTIONS),
+       block_t=st.sampled_from([None, 2, 4, 8]), unroll=st.sampled_from([None, 1, 2, 4]))
+def test_random_shapes_loop_backward(batch, dim, L, N, groups, options, block_t, unroll):
+    G = dim if groups == "dim" else groups
+    cfg = kernels.selective_scan.CONFIG
+    saved = dict(cfg)
+    cfg.update(backward="loop", bwd_unroll=unroll)
+    try:
+        run_and_compare(batch, dim, L, N, G, options, block_t=block_t)
+    finally:
+        cfg.clear()
+        cfg.update(saved)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape", [(2, 64, 1000, 16, 0, None), (1, 16, 300, 64, 2, None),
+                                   (3, 24, 2049, 7, 3, None), (1, 32, 777, 32, 0, None)], ids=str)
+def test_gpu_loop_backward(shape, dtype, monkeypatch):
+    _loop_backward(monkeypatch)
+    *dims, block_t = shape
+    run_and_compare(*dims, OPTIONS[0], dtype=dtype, block_t=block_t)
