@@ -256,6 +256,49 @@ def sweep4(off, bw, rows):
     configure()
 
 
+def sweep5(off, bw, rows):
+    """Round 3, second sweep: the loop kernels read B and C packed as (L, N, 2) (one load per row of
+    both); forward (channels per program, unroll) and backward (channels, unroll, chunk) again."""
+    fwd_plan = [((8, 2048, 4096, 16), torch.float32, [(32, 16), (16, 16), (16, 8), (16, 4), (8, 16), (8, 4)]),
+                ((8, 2048, 4096, 16), torch.bfloat16, [(16, 4), (8, 4), (8, 8), (8, 16), (16, 16), (4, 4)]),
+                ((8, 2048, 4096, 64), torch.float32, [(16, 2), (8, 2), (16, 4), (8, 4)]),
+                ((8, 2048, 4096, 64), torch.bfloat16, [(32, 2), (16, 2), (8, 2)]),
+                ((2, 2048, 16384, 16), torch.float32, [(2, 16), (4, 16), (2, 4), (1, 16)]),
+                ((2, 2048, 16384, 16), torch.bfloat16, [(2, 4), (4, 4), (2, 16)])]
+    for shape, dtype, variants in fwd_plan:
+        kw = official.random_problem(*shape, dtype, False, "cuda", seed=1)
+        if off is not None:
+            _official_row(rows, f"official {shape}", off, kw, dtype)
+        for lbd, unroll in variants:
+            _fwd_row(rows, f"loop LBD={lbd} U={unroll} {shape}", off, kw, dtype, forward="loop",
+                     loop_block_d=lbd, unroll=unroll)
+        del kw
+        torch.cuda.empty_cache()
+    bwd_plan = [((8, 2048, 4096, 16), torch.float32, [(16, 4, 16), (16, 4, 8), (16, 2, 8), (8, 4, 16)]),
+                ((8, 2048, 4096, 16), torch.bfloat16, [(16, 4, 16), (16, 4, 8), (16, 2, 16)]),
+                ((8, 2048, 4096, 64), torch.float32, [(4, 2, 16), (4, 2, 8), (8, 2, 8), (8, 1, 16)]),
+                ((2, 2048, 16384, 16), torch.float32, [(8, 4, 16), (8, 4, 8), (4, 4, 8)])]
+    for shape, dtype, variants in bwd_plan:
+        kw = official.random_problem(*shape, dtype, False, "cuda", seed=1)
+        if off is not None:
+            rows.append(dict(variant="official", shape=list(shape), dtype=str(dtype), fwd_bwd=time_fb(off, kw)))
+            print(rows[-1], flush=True)
+        configure(backward="chunked")
+        rows.append(dict(variant="chunked bwd (default)", shape=list(shape), dtype=str(dtype),
+                         fwd_bwd=time_fb(selective_scan_triton, kw)))
+        print(rows[-1], flush=True)
+        for lbd, unroll, bt in variants:
+            configure(backward="loop", bwd_loop_block_d=lbd, bwd_unroll=unroll, bwd_loop_t=bt)
+            err = compare(selective_scan_triton, off, kw)[0] if off is not None else None
+            b = time_fb(selective_scan_triton, kw)
+            rows.append(dict(variant=f"loop bwd LBD={lbd} U={unroll} BT={bt}", shape=list(shape),
+                             dtype=str(dtype), fwd_bwd=b, err_vs_official=err))
+            print(rows[-1], flush=True)
+        del kw
+        torch.cuda.empty_cache()
+    configure()
+
+
 def final(off, bw, rows, bwd_tiles=None):
     """The issue's shapes, fp32 and bf16, with and without z: ours (default tiles) and official."""
     configure()
@@ -291,14 +334,14 @@ def table(rows):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["sweep", "sweep2", "sweep3", "sweep4", "final"])
+    p.add_argument("what", choices=["sweep", "sweep2", "sweep3", "sweep4", "sweep5", "final"])
     p.add_argument("--out")
     args = p.parse_args()
     bw = copy_bandwidth()
     off = load_official()
     rows = []
     try:
-        dict(sweep=sweep, sweep2=sweep2, sweep3=sweep3, sweep4=sweep4, final=final)[args.what](off, bw, rows)
+        dict(sweep=sweep, sweep2=sweep2, sweep3=sweep3, sweep4=sweep4, sweep5=sweep5, final=final)[args.what](off, bw, rows)
     finally:
         res = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
                    copy_bandwidth_GBps=bw / 1e9, official_loaded=off is not None, rows=rows)

@@ -161,7 +161,7 @@ LOG2E = tl.constexpr(1.4426950408889634)  # log2(e)
 
 @triton.jit(do_not_specialize=["stride_an", "one"])
 def _selective_scan_fwd_loop_kernel(
-    u_ptr, delta_ptr, A_ptr, Bt_ptr, Ct_ptr, D_ptr, z_ptr, bias_ptr,  # inputs (B, C transposed)
+    u_ptr, delta_ptr, A_ptr, BC_ptr, D_ptr, z_ptr, bias_ptr,  # inputs (B, C packed: (.., L, N, 2))
     out_ptr, ckpt_ptr,                                                  # outputs
     dim, L, N, stride_an, one, n_groups, dim_per_group, n_chunks,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
@@ -199,7 +199,10 @@ def _selective_scan_fwd_loop_kernel(
         Dskip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
 
     row = (pid_b * dim + offs_d) * L                # start of each channel's sequence in u, delta, z
-    bc = (pid_b * n_groups + group) * L * N         # this group's B and C, transposed to (L, N)
+    # This group's B and C, packed as (L, N, 2): B_t[n] and C_t[n] side by side, so one load brings
+    # the row of both for a step (the host packs them; they are N/dim times smaller than u).
+    bc = (pid_b * n_groups + group) * L * N * 2
+    pair = offs_n[:, None] * 2 + tl.arange(0, 2)[None, :]          # (BN, 2)
     ckpt_row = (pid_b * dim + offs_d) * n_chunks    # checkpoints: (batch, dim, n_chunks, N)
     h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
 
@@ -236,13 +239,11 @@ def _selective_scan_fwd_loop_kernel(
                 if EVEN_N:
                     # N = BLOCK_N: read row min(t, L - 1) without a mask, so that no lane is
                     # masked (past L the row is harmless: δ = 0 there and the output is dropped)
-                    bc_t = bc + tl.minimum(t, L - 1) * N + offs_n
-                    Bt = tl.load(Bt_ptr + bc_t).to(tl.float32)
-                    Ct = tl.load(Ct_ptr + bc_t).to(tl.float32)
+                    BC = tl.load(BC_ptr + bc + tl.minimum(t, L - 1) * N * 2 + pair)
                 else:
                     m_n = mask_n & (offs_n * 0 + t < L)
-                    Bt = tl.load(Bt_ptr + bc + t * N + offs_n, mask=m_n, other=0.0).to(tl.float32)
-                    Ct = tl.load(Ct_ptr + bc + t * N + offs_n, mask=m_n, other=0.0).to(tl.float32)
+                    BC = tl.load(BC_ptr + bc + t * N * 2 + pair, mask=m_n[:, None], other=0.0)
+                Bt, Ct = tl.split(BC.to(tl.float32))                  # (BN,) each
                 # Discretise and step: h = exp(δA) h + δ B u, then read out C h
                 h = tl.exp2(dt[None, :] * A2) * h + dtu[None, :] * Bt[:, None]
                 y = tl.sum(h * Ct[:, None], axis=0)
@@ -394,7 +395,7 @@ def _selective_scan_bwd_kernel(
 
 @triton.jit(do_not_specialize=["stride_an", "one"])
 def _selective_scan_bwd_loop_kernel(
-    u_ptr, delta_ptr, A_ptr, Bt_ptr, Ct_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr, gout_ptr,  # inputs
+    u_ptr, delta_ptr, A_ptr, BC_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr, gout_ptr,  # inputs
     gu_ptr, gdelta_ptr, gz_ptr,           # (batch, dim, L), in the dtypes of u, delta, z
     gA_ptr, gD_ptr, gbias_ptr,            # per-batch partial sums (batch, dim, N), (batch, dim): f32
     gB_ptr, gC_ptr,                       # per-block partial sums (batch, dim blocks, L, N): f32
@@ -432,7 +433,8 @@ def _selective_scan_bwd_loop_kernel(
     gbias_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
 
     row = (pid_b * dim + offs_d) * L                # each channel's sequence in u, delta, z, gout
-    bc = (pid_b * n_groups + group) * L * N         # this group's B and C, transposed to (L, N)
+    bc = (pid_b * n_groups + group) * L * N * 2     # this group's B and C, packed as (L, N, 2)
+    pair = offs_n[:, None] * 2 + tl.arange(0, 2)[None, :]
     part_bc = (pid_b * n_dblocks + pid_d) * L * N   # this program's rows of the B, C partial sums
     ckpt_row = (pid_b * dim + offs_d) * n_chunks
     # This program's scratch: slot j holds h at step (chunk start + j − 1), slot 0 the state
@@ -470,10 +472,11 @@ def _selective_scan_bwd_loop_kernel(
                 dtu = tl.sum(tl.where(pick, dtu_blk, 0.0), axis=0)
                 t = c * BLOCK_T + s0 + k
                 if EVEN_N:
-                    Bt = tl.load(Bt_ptr + bc + tl.minimum(t, L - 1) * N + offs_n).to(tl.float32)
+                    BC = tl.load(BC_ptr + bc + tl.minimum(t, L - 1) * N * 2 + pair)
                 else:
                     m_n = mask_n & (offs_n * 0 + t < L)
-                    Bt = tl.load(Bt_ptr + bc + t * N + offs_n, mask=m_n, other=0.0).to(tl.float32)
+                    BC = tl.load(BC_ptr + bc + t * N * 2 + pair, mask=m_n[:, None], other=0.0)
+                Bt, _ = tl.split(BC.to(tl.float32))
                 h = tl.exp2(dt[None, :] * A2) * h + dtu[None, :] * Bt[:, None]
                 h_blk = tl.where(pick[:, :, None], h[None, :, :], h_blk)
             # one store per block of steps (a store inside the steps would serialise them)
@@ -517,13 +520,11 @@ def _selective_scan_bwd_loop_kernel(
                 gy = tl.sum(tl.where(pick, gy_blk, 0.0), axis=0)
                 t = c * BLOCK_T + s0 + k
                 if EVEN_N:
-                    bc_t = bc + tl.minimum(t, L - 1) * N + offs_n
-                    Bt = tl.load(Bt_ptr + bc_t).to(tl.float32)
-                    Ct = tl.load(Ct_ptr + bc_t).to(tl.float32)
+                    BC = tl.load(BC_ptr + bc + tl.minimum(t, L - 1) * N * 2 + pair)
                 else:
                     m_n = mask_n & (offs_n * 0 + t < L)
-                    Bt = tl.load(Bt_ptr + bc + t * N + offs_n, mask=m_n, other=0.0).to(tl.float32)
-                    Ct = tl.load(Ct_ptr + bc + t * N + offs_n, mask=m_n, other=0.0).to(tl.float32)
+                    BC = tl.load(BC_ptr + bc + t * N * 2 + pair, mask=m_n[:, None], other=0.0)
+                Bt, Ct = tl.split(BC.to(tl.float32))
                 h_prev = tl.load(scratch + (s0 + k) * BLOCK_N * BLOCK_D + slot)   # h_{t-1}
                 if HAS_Z:
                     y_blk = tl.where(pick, tl.sum(h_cur * Ct[:, None], axis=0)[None, :], y_blk)
@@ -634,6 +635,11 @@ def choose_blocks(dim, L, N, groups=1, block_t=None, block_d=None, batch=None, d
     if groups > 1 and per_group % block_d:
         raise ValueError(f"block_d must divide dim // groups = {per_group}, got {block_d}")
     return block_d, block_t, block_n
+
+
+def _pack_bc(B4, C4):
+    """B and C of the loop kernels: (batch, groups, L, N, 2), B_t[n] and C_t[n] side by side."""
+    return torch.stack((B4, C4), dim=-1).transpose(2, 3).contiguous()
 
 
 def _as_4d(X):
@@ -768,16 +774,16 @@ def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks):
     if method == "auto":
         method = choose_forward(batch, dim, BN)
     if method == "loop":
-        # B and C transposed to (batch, groups, L, N): the loop reads one time step's row of
-        # each. They are N/dim times smaller than u, so the copy is cheap.
-        Bt, Ct = B4.transpose(2, 3).contiguous(), C4.transpose(2, 3).contiguous()
+        # B and C packed as (batch, groups, L, N, 2): the loop reads one time step's row of both
+        # at once. They are N/dim times smaller than u, so the copy is cheap.
+        BC = _pack_bc(B4, C4)
         LBD, warps = choose_loop_block(dim, groups, CONFIG["loop_block_d"], batch, BN, u.dtype)
         # steps per unrolled iteration: registers hold UNROLL steps' exponentials, (UNROLL, N)
         unroll = CONFIG["unroll"] or choose_unroll(BN, u.dtype)
         if unroll & (unroll - 1):
             raise ValueError(f"CONFIG['unroll'] must be a power of two, got {unroll}")
         _selective_scan_fwd_loop_kernel[(triton.cdiv(dim, LBD), batch)](
-            u, delta, A, Bt, Ct, *optional, out, ckpt,
+            u, delta, A, BC, *optional, out, ckpt,
             dim, L, N, 1, 1, groups, dim // groups, n_chunks,
             **flags, BLOCK_D=LBD, BLOCK_T=BT, BLOCK_N=BN, UNROLL=min(unroll, BT), EVEN_N=BN == N,
             num_warps=warps,
@@ -891,7 +897,7 @@ def _backward_loop(u, delta, A, B4, C4, D, z, delta_bias, ckpt, gout, gu, gdelta
                                               CONFIG["bwd_unroll"])
     n_dblocks = triton.cdiv(dim, LBD)
     f32 = dict(device=u.device, dtype=torch.float32)
-    Bt, Ct = B4.transpose(2, 3).contiguous(), C4.transpose(2, 3).contiguous()
+    BC = _pack_bc(B4, C4)
     # B and C gradients: one partial sum per program (its channels), (batch, blocks, L, N), then
     # summed here over the blocks of each group: no atomics, and the result is deterministic.
     gBp = torch.empty(batch, n_dblocks, L, N, **f32)
@@ -899,7 +905,7 @@ def _backward_loop(u, delta, A, B4, C4, D, z, delta_bias, ckpt, gout, gu, gdelta
     scratch = torch.empty(batch * n_dblocks * (BT + 1) * BN * LBD, **f32)
     dummy = gA
     _selective_scan_bwd_loop_kernel[(n_dblocks, batch)](
-        u, delta, A, Bt, Ct,
+        u, delta, A, BC,
         D if D is not None else dummy, z if z is not None else dummy,
         delta_bias if delta_bias is not None else dummy, ckpt, gout,
         gu, gdelta, gz if gz is not None else dummy,
