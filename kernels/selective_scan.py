@@ -87,6 +87,7 @@ def _selective_scan_fwd_kernel(
     dim, L, N, n_groups, dim_per_group, n_chunks,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
+    CHECKPOINTS: tl.constexpr,
 ):
     # --- Which part of the problem this program owns -----------------------------------------
     pid_d = tl.program_id(0)
@@ -110,7 +111,9 @@ def _selective_scan_fwd_kernel(
 
     row = (pid_b * dim + offs_d) * L                # start of each channel's sequence in u, delta, z
     bc = (pid_b * n_groups + group) * N * L         # start of this group's B and C
-    ckpt_row = (pid_b * dim + offs_d) * n_chunks    # checkpoints: (batch, dim, n_chunks, N)
+    # checkpoints: (batch, dim, n_chunks, N), or only the last state (batch, dim, 1, N) when no
+    # gradient will be asked for (CHECKPOINTS off)
+    ckpt_row = (pid_b * dim + offs_d) * (n_chunks if CHECKPOINTS else 1)
 
     h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)  # the state: lives in registers throughout
     is_last = (offs_t == BLOCK_T - 1)[None, :, None]
@@ -148,7 +151,11 @@ def _selective_scan_fwd_kernel(
         # --- Carry the last state to the next chunk and checkpoint it for the backward pass ---
         # (masked steps past L are the identity, so the last row is the state at min(end, L) - 1)
         h = tl.sum(tl.where(is_last, hs, 0.0), axis=1)
-        tl.store(ckpt_ptr + (ckpt_row[:, None] + c) * N + offs_n[None, :], h,
+        if CHECKPOINTS:
+            tl.store(ckpt_ptr + (ckpt_row[:, None] + c) * N + offs_n[None, :], h,
+                     mask=mask_d[:, None] & mask_n[None, :])
+    if not CHECKPOINTS:
+        tl.store(ckpt_ptr + ckpt_row[:, None] * N + offs_n[None, :], h,
                  mask=mask_d[:, None] & mask_n[None, :])
 
 
@@ -161,12 +168,12 @@ LOG2E = tl.constexpr(1.4426950408889634)  # log2(e)
 
 @triton.jit(do_not_specialize=["stride_an", "one"])
 def _selective_scan_fwd_loop_kernel(
-    u_ptr, delta_ptr, A_ptr, BC_ptr, D_ptr, z_ptr, bias_ptr,  # inputs (B, C packed: (.., L, N, 2))
+    u_ptr, delta_ptr, A_ptr, Bt_ptr, Ct_ptr, D_ptr, z_ptr, bias_ptr,  # inputs (B, C transposed)
     out_ptr, ckpt_ptr,                                                  # outputs
     dim, L, N, stride_an, one, n_groups, dim_per_group, n_chunks,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr,
-    EVEN_N: tl.constexpr,
+    EVEN_N: tl.constexpr, PACKED: tl.constexpr, CHECKPOINTS: tl.constexpr,
 ):
     # --- Which part of the problem this program owns ------------------------------------------
     # BLOCK_D channels of one batch element, all N states of each, the whole sequence. The state
@@ -199,11 +206,12 @@ def _selective_scan_fwd_loop_kernel(
         Dskip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
 
     row = (pid_b * dim + offs_d) * L                # start of each channel's sequence in u, delta, z
-    # This group's B and C, packed as (L, N, 2): B_t[n] and C_t[n] side by side, so one load brings
-    # the row of both for a step (the host packs them; they are N/dim times smaller than u).
-    bc = (pid_b * n_groups + group) * L * N * 2
+    # This group's B and C, transposed to (L, N) so that a step reads one row of each; or, PACKED,
+    # both in one (L, N, 2) tensor, B_t[n] and C_t[n] side by side, one load for both rows (the
+    # host transposes or packs them; they are N/dim times smaller than u).
+    bc = (pid_b * n_groups + group) * L * N
     pair = offs_n[:, None] * 2 + tl.arange(0, 2)[None, :]          # (BN, 2)
-    ckpt_row = (pid_b * dim + offs_d) * n_chunks    # checkpoints: (batch, dim, n_chunks, N)
+    ckpt_row = (pid_b * dim + offs_d) * (n_chunks if CHECKPOINTS else 1)  # as in the chunked kernel
     h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
 
     offs_k = tl.arange(0, UNROLL)
@@ -236,14 +244,22 @@ def _selective_scan_fwd_loop_kernel(
                 dt = tl.sum(tl.where(pick, dt_blk, 0.0), axis=0)       # (BD,)
                 dtu = tl.sum(tl.where(pick, dtu_blk, 0.0), axis=0)
                 t = c * BLOCK_T + s0 + k
-                if EVEN_N:
-                    # N = BLOCK_N: read row min(t, L - 1) without a mask, so that no lane is
-                    # masked (past L the row is harmless: δ = 0 there and the output is dropped)
-                    BC = tl.load(BC_ptr + bc + tl.minimum(t, L - 1) * N * 2 + pair)
+                # N = BLOCK_N: read row min(t, L - 1) without a mask, so that no lane is masked
+                # (past L the row is harmless: δ = 0 there and the output is dropped)
+                t_row = tl.minimum(t, L - 1) if EVEN_N else t
+                m_n = mask_n & (offs_n * 0 + t < L)
+                if PACKED:
+                    if EVEN_N:
+                        BC = tl.load(Bt_ptr + (bc + t_row * N) * 2 + pair)
+                    else:
+                        BC = tl.load(Bt_ptr + (bc + t_row * N) * 2 + pair, mask=m_n[:, None], other=0.0)
+                    Bt, Ct = tl.split(BC.to(tl.float32))              # (BN,) each
+                elif EVEN_N:
+                    Bt = tl.load(Bt_ptr + bc + t_row * N + offs_n).to(tl.float32)
+                    Ct = tl.load(Ct_ptr + bc + t_row * N + offs_n).to(tl.float32)
                 else:
-                    m_n = mask_n & (offs_n * 0 + t < L)
-                    BC = tl.load(BC_ptr + bc + t * N * 2 + pair, mask=m_n[:, None], other=0.0)
-                Bt, Ct = tl.split(BC.to(tl.float32))                  # (BN,) each
+                    Bt = tl.load(Bt_ptr + bc + t_row * N + offs_n, mask=m_n, other=0.0).to(tl.float32)
+                    Ct = tl.load(Ct_ptr + bc + t_row * N + offs_n, mask=m_n, other=0.0).to(tl.float32)
                 # Discretise and step: h = exp(δA) h + δ B u, then read out C h
                 h = tl.exp2(dt[None, :] * A2) * h + dtu[None, :] * Bt[:, None]
                 y = tl.sum(h * Ct[:, None], axis=0)
@@ -258,7 +274,10 @@ def _selective_scan_fwd_loop_kernel(
 
         # --- Checkpoint the state at the end of the chunk, for the backward pass ---------------
         # (steps past L are the identity, so the last checkpoint is the state at L - 1)
-        tl.store(ckpt_ptr + (ckpt_row[None, :] + c) * N + offs_n[:, None], h, mask=mnd)
+        if CHECKPOINTS:
+            tl.store(ckpt_ptr + (ckpt_row[None, :] + c) * N + offs_n[:, None], h, mask=mnd)
+    if not CHECKPOINTS:
+        tl.store(ckpt_ptr + ckpt_row[None, :] * N + offs_n[:, None], h, mask=mnd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -672,9 +691,12 @@ def _check_device(u):
 #: backward: "loop" (version 2), "chunked" (version 1) or "auto" (choose_backward);
 #: bwd_loop_block_d / bwd_unroll: channels per program and unrolled steps of the loop backward
 #: (None: choose_loop_backward decides); bwd_loop_t: its chunk length, i.e. the checkpoint spacing
-#: and the depth of its scratch (None: 32; a block_t given to the call wins).
+#: and the depth of its scratch (None: 16; a block_t given to the call wins).
+#: packed_bc: the loop forward reads B and C packed as (L, N, 2) (True) or as two (L, N) tensors
+#: (False); None: packed above 16 states. The loop backward always reads them packed.
 CONFIG = dict(forward="auto", loop_block_d=None, unroll=None, fwd_warps=None, bwd_warps=2,
-              backward="auto", bwd_loop_block_d=None, bwd_unroll=None, bwd_loop_t=None)
+              backward="auto", bwd_loop_block_d=None, bwd_unroll=None, bwd_loop_t=None,
+              packed_bc=None)
 LOOP_MAX_N = 64
 
 
@@ -695,8 +717,10 @@ def choose_loop_block(dim, groups=1, block_d=None, batch=None, block_n=None, dty
                 block_d = 2
             elif block_n <= 16:
                 block_d = 16 if dtype == torch.float32 else 8
-            elif block_n <= 64 and dtype == torch.float32:
-                block_d = 16
+            elif block_n <= 64:
+                # section 4, B and C packed: fp32 8 channels (2.67 ms vs 2.72 at 16), 16-bit 16
+                # channels (2.51 vs 2.96 at 32 and 4.87 at 8)
+                block_d = 8 if dtype == torch.float32 else 16
         block_d = min(block_d, max(triton.next_power_of_2(dim), 1))
         if groups > 1:
             block_d = min(block_d, _pow2_dividing(per_group))
@@ -724,18 +748,25 @@ def choose_forward(batch, dim, block_n):
 
 
 def choose_backward(batch, dim, block_n):
-    """Which backward kernel: the loop kernel (one thread per channel) wherever the loop forward
-    would be used, that is up to LOOP_MAX_N states and with enough channels; else the chunked one."""
-    return choose_forward(batch, dim, block_n)
+    """Which backward kernel. The loop kernel (one thread per channel) up to LOOP_MAX_N states, but
+    at N <= 16 only from 8192 channels: measured on the H100 (benchmarks/NOTES.md, section 4),
+    fwd+bwd at (8, 2048, 4096, 16) 7.2 ms (loop) vs 13.3 (chunked), at (8, 2048, 4096, 64)
+    31.8 vs 58.2, but with 4096 channels, (2, 2048, 16384, 16), 19.5 vs 15.3: too few warps."""
+    if block_n > LOOP_MAX_N:
+        return "chunked"
+    if block_n > 16 or batch * dim >= 8192:
+        return "loop"
+    return "chunked"
 
 
 def choose_loop_backward(dim, groups, block_n, block_d=None, unroll=None):
-    """(BLOCK_D, UNROLL, num_warps) of the loop backward: one warp per program, 16 channels (the
-    N states of a channel then share two lanes), a block inside one group of B/C; UNROLL steps per
-    unrolled iteration, fewer for large N (registers hold UNROLL rows of B, C and h)."""
+    """(BLOCK_D, UNROLL, num_warps) of the loop backward: one warp per program; 16 channels at
+    N <= 16 (the N states of a channel then share two lanes), 8 above (N/4 lanes each); a block
+    inside one group of B/C; UNROLL steps per unrolled iteration, 4 at N <= 16, 1 above (registers
+    hold UNROLL rows of B, C and h). Measured best on the H100 (benchmarks/NOTES.md, section 4)."""
     per_group = dim // groups
     if block_d is None:
-        block_d = min(16, max(triton.next_power_of_2(dim), 1))
+        block_d = min(16 if block_n <= 16 else 8, max(triton.next_power_of_2(dim), 1))
         if groups > 1:
             block_d = min(block_d, _pow2_dividing(per_group))
     if block_d & (block_d - 1):
@@ -743,7 +774,7 @@ def choose_loop_backward(dim, groups, block_n, block_d=None, unroll=None):
     if groups > 1 and per_group % block_d:
         raise ValueError(f"bwd_loop_block_d must divide dim // groups = {per_group}, got {block_d}")
     if unroll is None:
-        unroll = 4 if block_n <= 16 else 2
+        unroll = 4 if block_n <= 16 else 1
     if unroll & (unroll - 1):
         raise ValueError(f"CONFIG['bwd_unroll'] must be a power of two, got {unroll}")
     return block_d, unroll, min(max(block_d // 32, 1), 8)
@@ -755,38 +786,48 @@ def choose_unroll(block_n, dtype):
     kernel spills and slows down several times (UNROLL = 8 and 32 at N = 16 did)."""
     if block_n <= 16:
         return 16 if dtype == torch.float32 else 4
-    return 2 if block_n <= 64 else 1
+    if block_n <= 64:  # with B and C packed (section 4): fp32 U = 4 2.67 ms vs U = 2 4.57 at 8 channels
+        return 4 if dtype == torch.float32 else 2
+    return 1
 
 
-def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks):
+def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks, checkpoints=True):
+    """Launch a forward kernel. ``checkpoints``: store the state at every chunk end for the
+    backward pass; without, only the last state is stored, (batch, dim, 1, N)."""
     batch, dim, L = u.shape
     groups, N = B4.shape[1], B4.shape[2]
     BD, BT, BN = blocks
     n_chunks = triton.cdiv(L, BT)
     out = torch.empty_like(u)
-    ckpt = torch.empty(batch, dim, n_chunks, N, device=u.device, dtype=torch.float32)
+    ckpt = torch.empty(batch, dim, n_chunks if checkpoints else 1, N, device=u.device,
+                       dtype=torch.float32)
     dummy = u  # stands in for absent optional pointers (never read: the constexpr flags are off)
     flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                 SOFTPLUS=bool(delta_softplus))
+                 SOFTPLUS=bool(delta_softplus), CHECKPOINTS=bool(checkpoints))
     optional = (D if D is not None else dummy, z if z is not None else dummy,
                 delta_bias if delta_bias is not None else dummy)
     method = CONFIG["forward"]
     if method == "auto":
         method = choose_forward(batch, dim, BN)
     if method == "loop":
-        # B and C packed as (batch, groups, L, N, 2): the loop reads one time step's row of both
-        # at once. They are N/dim times smaller than u, so the copy is cheap.
-        BC = _pack_bc(B4, C4)
+        # B and C transposed to (batch, groups, L, N), or packed as (batch, groups, L, N, 2): the
+        # loop reads one time step's row of each. They are N/dim times smaller than u, so the copy
+        # is cheap. Packed measured faster above 16 states, slower at 16 (benchmarks/NOTES.md §4).
+        packed = CONFIG["packed_bc"] if CONFIG["packed_bc"] is not None else BN > 16
+        if packed:
+            Bt = Ct = _pack_bc(B4, C4)
+        else:
+            Bt, Ct = B4.transpose(2, 3).contiguous(), C4.transpose(2, 3).contiguous()
         LBD, warps = choose_loop_block(dim, groups, CONFIG["loop_block_d"], batch, BN, u.dtype)
         # steps per unrolled iteration: registers hold UNROLL steps' exponentials, (UNROLL, N)
         unroll = CONFIG["unroll"] or choose_unroll(BN, u.dtype)
         if unroll & (unroll - 1):
             raise ValueError(f"CONFIG['unroll'] must be a power of two, got {unroll}")
         _selective_scan_fwd_loop_kernel[(triton.cdiv(dim, LBD), batch)](
-            u, delta, A, BC, *optional, out, ckpt,
+            u, delta, A, Bt, Ct, *optional, out, ckpt,
             dim, L, N, 1, 1, groups, dim // groups, n_chunks,
             **flags, BLOCK_D=LBD, BLOCK_T=BT, BLOCK_N=BN, UNROLL=min(unroll, BT), EVEN_N=BN == N,
-            num_warps=warps,
+            PACKED=bool(packed), num_warps=warps,
         )
         return out, ckpt
     if method != "chunked":
@@ -822,13 +863,15 @@ class SelectiveScanFn(torch.autograd.Function):
             raise ValueError(f"the loop backward holds at most {LOOP_MAX_N} states per channel, got N = {N}")
         if backward == "loop" and block_t is None:
             # the loop backward's chunk (checkpoint spacing, scratch depth) is its own choice
-            block_t = min(CONFIG["bwd_loop_t"] or 32, max(triton.next_power_of_2(L), 2))
+            block_t = min(CONFIG["bwd_loop_t"] or 16, max(triton.next_power_of_2(L), 2))
         blocks = choose_blocks(dim, L, N, B4.shape[1], block_t, block_d, batch, u.dtype, z is not None)
         u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
         z = z.contiguous() if z is not None else None
         D = D.contiguous() if D is not None else None
         delta_bias = delta_bias.contiguous() if delta_bias is not None else None
-        out, ckpt = _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks)
+        # Checkpoints only when a gradient can be asked for (an inference forward skips them)
+        out, ckpt = _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks,
+                             checkpoints=any(ctx.needs_input_grad))
         ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, ckpt)
         ctx.shared_bc = B.dim() == 3
         ctx.delta_softplus = bool(delta_softplus)

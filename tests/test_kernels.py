@@ -342,8 +342,9 @@ def test_tuned_loop_blocks():
     assert ks.choose_loop_block(2048, batch=2, block_n=16, dtype=torch.float32) == (2, 1)
     assert ks.choose_loop_block(2048, batch=8, block_n=16, dtype=torch.float32) == (16, 1)
     assert ks.choose_loop_block(2048, batch=8, block_n=16, dtype=torch.bfloat16) == (8, 1)
-    assert ks.choose_loop_block(2048, batch=8, block_n=64, dtype=torch.float32) == (16, 1)
-    assert ks.choose_loop_block(2048, batch=8, block_n=64, dtype=torch.bfloat16) == (32, 1)
+    assert ks.choose_loop_block(2048, batch=8, block_n=64, dtype=torch.float32) == (8, 1)
+    assert ks.choose_loop_block(2048, batch=8, block_n=64, dtype=torch.bfloat16) == (16, 1)
+    assert ks.choose_unroll(64, torch.float32) == 4 and ks.choose_unroll(64, torch.bfloat16) == 2
     assert ks.choose_loop_block(12, groups=4, batch=8, block_n=16, dtype=torch.float32) == (1, 1)
     assert ks.choose_loop_block(3, batch=1, block_n=16, dtype=torch.float32) == (2, 1)
 
@@ -445,10 +446,12 @@ def test_loop_backward_configuration_errors(monkeypatch):
 def test_choose_backward_and_loop_backward_blocks():
     ks = kernels.selective_scan
     assert ks.choose_backward(8, 2048, 16) == "loop"
+    assert ks.choose_backward(2, 2048, 16) == "chunked"   # 4096 channels: too few warps at N = 16
+    assert ks.choose_backward(2, 2048, 64) == "loop"
     assert ks.choose_backward(1, 8, 16) == "chunked"      # too few channels to fill the GPU
     assert ks.choose_backward(8, 2048, 256) == "chunked"  # 256 states do not fit in one thread
     assert ks.choose_loop_backward(2048, 1, 16) == (16, 4, 1)
-    assert ks.choose_loop_backward(2048, 1, 64) == (16, 2, 1)
+    assert ks.choose_loop_backward(2048, 1, 64) == (8, 1, 1)
     assert ks.choose_loop_backward(12, 4, 16) == (1, 4, 1)  # 3 channels per group: one per program
     assert ks.choose_loop_backward(5, 1, 8) == (8, 4, 1)
 
@@ -477,3 +480,40 @@ def test_gpu_loop_backward(shape, dtype, monkeypatch):
     _loop_backward(monkeypatch)
     *dims, block_t = shape
     run_and_compare(*dims, OPTIONS[0], dtype=dtype, block_t=block_t)
+
+
+@pytest.mark.parametrize("forward", ["loop", "chunked"])
+@pytest.mark.parametrize("packed", [True, False])
+def test_forward_without_gradients_skips_checkpoints(forward, packed, monkeypatch):
+    # No input needs a gradient: the forward stores only the last state, and output and last state
+    # still match the oracle (L not a multiple of the chunk, odd N, z and D on).
+    monkeypatch.setitem(kernels.selective_scan.CONFIG, "forward", forward)
+    monkeypatch.setitem(kernels.selective_scan.CONFIG, "packed_bc", packed)
+    seed = random.randrange(2**31)
+    kw = random_inputs(2, 6, 23, 5, groups=2, D=True, z=True, delta_bias=True, delta_softplus=True,
+                       device=DEVICE, seed=seed)
+    calls = []
+    real = kernels.selective_scan._forward
+    monkeypatch.setattr(kernels.selective_scan, "_forward",
+                        lambda *a, **k: calls.append(k["checkpoints"]) or real(*a, **k))
+    out, last = kernels.selective_scan_triton(**kw, return_last_state=True, block_t=4)
+    kw64 = {k: (v.double().cpu() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    out64, last64 = selective_scan_ref(**kw64, return_last_state=True)
+    assert calls == [False], calls
+    assert rel_err(out, out64) <= 1e-5 and rel_err(last, last64) <= 1e-5, f"seed {seed}"
+    kw["u"].requires_grad_(True)                     # now a gradient can be asked for
+    kernels.selective_scan_triton(**kw, block_t=4)
+    assert calls == [False, True]
+
+
+@pytest.mark.parametrize("options", OPTIONS[:2], ids=lambda o: "".join("DzbS"[i] if v else "-"
+                                                                     for i, v in enumerate(o)))
+@pytest.mark.parametrize("shape", [(2, 4, 33, 3, 2, 8), (2, 3, 33, 2, 0, None), (1, 2, 9, 20, 0, 4)],
+                         ids=str)
+def test_loop_forward_packed_and_separate_rows(shape, options, monkeypatch):
+    # The loop forward reads B and C either packed (L, N, 2) or as two (L, N) tensors: both right.
+    monkeypatch.setitem(kernels.selective_scan.CONFIG, "forward", "loop")
+    *dims, block_t = shape
+    for packed in (True, False):
+        monkeypatch.setitem(kernels.selective_scan.CONFIG, "packed_bc", packed)
+        run_and_compare(*dims, options, block_t=block_t)
