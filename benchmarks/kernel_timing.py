@@ -299,6 +299,38 @@ def sweep5(off, bw, rows):
     configure()
 
 
+def sweep6(off, bw, rows):
+    """Round 3, third sweep: forward tiles with the gate z and for the long bf16 shape; loop-backward
+    tiles at N = 64 and with z. Each entry: (pass, shape, dtype, z, CONFIG overrides)."""
+    L16, L64, LONG = (8, 2048, 4096, 16), (8, 2048, 4096, 64), (2, 2048, 16384, 16)
+    f32, b16 = torch.float32, torch.bfloat16
+    plan = [("fwd", L16, f32, True, dict(loop_block_d=lbd, unroll=u)) for lbd, u in ((16, 16), (16, 8), (32, 16), (8, 4), (8, 16))]
+    plan += [("fwd", L16, b16, True, dict(loop_block_d=lbd, unroll=u)) for lbd, u in ((8, 4), (8, 8), (16, 4), (8, 16))]
+    plan += [("fwd", L16, f32, False, dict(loop_block_d=lbd, unroll=u)) for lbd, u in ((16, 16), (16, 8))]
+    plan += [("fwd", LONG, b16, False, dict(loop_block_d=2, unroll=u, packed_bc=p)) for u, p in ((4, False), (16, False), (8, False), (16, True))]
+    plan += [("fb", L64, f32, False, dict(bwd_loop_block_d=lbd, bwd_unroll=u, bwd_loop_t=bt))
+             for lbd, u, bt in ((8, 1, 16), (16, 1, 16), (4, 1, 16), (8, 1, 32), (8, 2, 16))]
+    plan += [("fb", L64, b16, False, dict(bwd_loop_block_d=lbd, bwd_unroll=u)) for lbd, u in ((8, 1), (16, 1), (4, 2))]
+    plan += [("fb", L16, f32, True, dict(bwd_loop_block_d=16, bwd_unroll=u)) for u in (4, 2)]
+    seen = set()
+    for kind, shape, dtype, with_z, cfg in plan:
+        kw = official.random_problem(*shape, dtype, with_z, "cuda", seed=1)
+        if off is not None and (kind, shape, dtype, with_z) not in seen:
+            seen.add((kind, shape, dtype, with_z))
+            t = (triton.testing.do_bench(lambda: off(**kw), return_mode="median") if kind == "fwd"
+                 else time_fb(off, kw))
+            rows.append(dict(variant=f"official {kind}", shape=list(shape), dtype=str(dtype), z=with_z, ms=t))
+            print(rows[-1], flush=True)
+        configure(**cfg)
+        t = (triton.testing.do_bench(lambda: selective_scan_triton(**kw), return_mode="median") if kind == "fwd"
+             else time_fb(selective_scan_triton, kw))
+        rows.append(dict(variant=f"{kind} {cfg}", shape=list(shape), dtype=str(dtype), z=with_z, ms=t))
+        print(rows[-1], flush=True)
+        del kw
+        torch.cuda.empty_cache()
+    configure()
+
+
 def final(off, bw, rows, bwd_tiles=None):
     """The issue's shapes, fp32 and bf16, with and without z: ours (default tiles) and official."""
     configure()
@@ -334,14 +366,14 @@ def table(rows):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["sweep", "sweep2", "sweep3", "sweep4", "sweep5", "final"])
+    p.add_argument("what", choices=["sweep", "sweep2", "sweep3", "sweep4", "sweep5", "sweep6", "final"])
     p.add_argument("--out")
     args = p.parse_args()
     bw = copy_bandwidth()
     off = load_official()
     rows = []
     try:
-        dict(sweep=sweep, sweep2=sweep2, sweep3=sweep3, sweep4=sweep4, sweep5=sweep5, final=final)[args.what](off, bw, rows)
+        dict(sweep=sweep, sweep2=sweep2, sweep3=sweep3, sweep4=sweep4, sweep5=sweep5, sweep6=sweep6, final=final)[args.what](off, bw, rows)
     finally:
         res = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
                    copy_bandwidth_GBps=bw / 1e9, official_loaded=off is not None, rows=rows)
