@@ -174,6 +174,7 @@ def _selective_scan_fwd_loop_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr,
     EVEN_N: tl.constexpr, PACKED: tl.constexpr, CHECKPOINTS: tl.constexpr,
+    EV_ROWS: tl.constexpr = "", EV_STREAM: tl.constexpr = "",
 ):
     # --- Which part of the problem this program owns ------------------------------------------
     # BLOCK_D channels of one batch element, all N states of each, the whole sequence. The state
@@ -229,8 +230,8 @@ def _selective_scan_fwd_loop_kernel(
             mk = (tk < L)[:, None] & mask_d[None, :]                   # (UNROLL, BD)
             # (one = 1 at run time, unspecialised: as for A, it keeps the time axis inside a thread)
             offs = row[None, :] + tk[:, None] * one
-            u_blk = tl.load(u_ptr + offs, mask=mk, other=0.0).to(tl.float32)
-            dt_blk = tl.load(delta_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+            u_blk = tl.load(u_ptr + offs, mask=mk, other=0.0, eviction_policy=EV_STREAM).to(tl.float32)
+            dt_blk = tl.load(delta_ptr + offs, mask=mk, other=0.0, eviction_policy=EV_STREAM).to(tl.float32)
             if HAS_BIAS:
                 dt_blk = dt_blk + bias[None, :]
             if SOFTPLUS:
@@ -250,16 +251,16 @@ def _selective_scan_fwd_loop_kernel(
                 m_n = mask_n & (offs_n * 0 + t < L)
                 if PACKED:
                     if EVEN_N:
-                        BC = tl.load(Bt_ptr + (bc + t_row * N) * 2 + pair)
+                        BC = tl.load(Bt_ptr + (bc + t_row * N) * 2 + pair, eviction_policy=EV_ROWS)
                     else:
-                        BC = tl.load(Bt_ptr + (bc + t_row * N) * 2 + pair, mask=m_n[:, None], other=0.0)
+                        BC = tl.load(Bt_ptr + (bc + t_row * N) * 2 + pair, mask=m_n[:, None], other=0.0, eviction_policy=EV_ROWS)
                     Bt, Ct = tl.split(BC.to(tl.float32))              # (BN,) each
                 elif EVEN_N:
-                    Bt = tl.load(Bt_ptr + bc + t_row * N + offs_n).to(tl.float32)
-                    Ct = tl.load(Ct_ptr + bc + t_row * N + offs_n).to(tl.float32)
+                    Bt = tl.load(Bt_ptr + bc + t_row * N + offs_n, eviction_policy=EV_ROWS).to(tl.float32)
+                    Ct = tl.load(Ct_ptr + bc + t_row * N + offs_n, eviction_policy=EV_ROWS).to(tl.float32)
                 else:
-                    Bt = tl.load(Bt_ptr + bc + t_row * N + offs_n, mask=m_n, other=0.0).to(tl.float32)
-                    Ct = tl.load(Ct_ptr + bc + t_row * N + offs_n, mask=m_n, other=0.0).to(tl.float32)
+                    Bt = tl.load(Bt_ptr + bc + t_row * N + offs_n, mask=m_n, other=0.0, eviction_policy=EV_ROWS).to(tl.float32)
+                    Ct = tl.load(Ct_ptr + bc + t_row * N + offs_n, mask=m_n, other=0.0, eviction_policy=EV_ROWS).to(tl.float32)
                 # Discretise and step: h = exp(δA) h + δ B u, then read out C h
                 h = tl.exp2(dt[None, :] * A2) * h + dtu[None, :] * Bt[:, None]
                 y = tl.sum(h * Ct[:, None], axis=0)
@@ -268,7 +269,7 @@ def _selective_scan_fwd_loop_kernel(
             if HAS_D:
                 y_blk += Dskip[None, :] * u_blk
             if HAS_Z:
-                z = tl.load(z_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+                z = tl.load(z_ptr + offs, mask=mk, other=0.0, eviction_policy=EV_STREAM).to(tl.float32)
                 y_blk *= z * _sigmoid(z)
             tl.store(out_ptr + offs, y_blk.to(out_ptr.dtype.element_ty), mask=mk)
 
@@ -422,7 +423,7 @@ def _selective_scan_bwd_loop_kernel(
     dim, L, N, stride_an, one, n_groups, dim_per_group, n_chunks,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr,
-    EVEN_N: tl.constexpr,
+    EVEN_N: tl.constexpr, EV_ROWS: tl.constexpr = "", EV_STREAM: tl.constexpr = "",
 ):
     # --- Which part of the problem this program owns: as in the loop forward ------------------
     # The state tiles are (BLOCK_N, BLOCK_D), channels along the last axis: one thread holds one
@@ -476,8 +477,8 @@ def _selective_scan_bwd_loop_kernel(
             tk = c * BLOCK_T + s0 + offs_k
             mk = (tk < L)[:, None] & mask_d[None, :]
             offs = row[None, :] + tk[:, None] * one
-            u_blk = tl.load(u_ptr + offs, mask=mk, other=0.0).to(tl.float32)
-            dt_blk = tl.load(delta_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+            u_blk = tl.load(u_ptr + offs, mask=mk, other=0.0, eviction_policy=EV_STREAM).to(tl.float32)
+            dt_blk = tl.load(delta_ptr + offs, mask=mk, other=0.0, eviction_policy=EV_STREAM).to(tl.float32)
             if HAS_BIAS:
                 dt_blk = dt_blk + bias[None, :]
             if SOFTPLUS:
@@ -491,10 +492,10 @@ def _selective_scan_bwd_loop_kernel(
                 dtu = tl.sum(tl.where(pick, dtu_blk, 0.0), axis=0)
                 t = c * BLOCK_T + s0 + k
                 if EVEN_N:
-                    BC = tl.load(BC_ptr + bc + tl.minimum(t, L - 1) * N * 2 + pair)
+                    BC = tl.load(BC_ptr + bc + tl.minimum(t, L - 1) * N * 2 + pair, eviction_policy=EV_ROWS)
                 else:
                     m_n = mask_n & (offs_n * 0 + t < L)
-                    BC = tl.load(BC_ptr + bc + t * N * 2 + pair, mask=m_n[:, None], other=0.0)
+                    BC = tl.load(BC_ptr + bc + t * N * 2 + pair, mask=m_n[:, None], other=0.0, eviction_policy=EV_ROWS)
                 Bt, _ = tl.split(BC.to(tl.float32))
                 h = tl.exp2(dt[None, :] * A2) * h + dtu[None, :] * Bt[:, None]
                 h_blk = tl.where(pick[:, :, None], h[None, :, :], h_blk)
@@ -510,17 +511,17 @@ def _selective_scan_bwd_loop_kernel(
             tk = c * BLOCK_T + s0 + offs_k
             mk = (tk < L)[:, None] & mask_d[None, :]
             offs = row[None, :] + tk[:, None] * one
-            u_blk = tl.load(u_ptr + offs, mask=mk, other=0.0).to(tl.float32)
-            raw_blk = tl.load(delta_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+            u_blk = tl.load(u_ptr + offs, mask=mk, other=0.0, eviction_policy=EV_STREAM).to(tl.float32)
+            raw_blk = tl.load(delta_ptr + offs, mask=mk, other=0.0, eviction_policy=EV_STREAM).to(tl.float32)
             if HAS_BIAS:
                 raw_blk = raw_blk + bias[None, :]
             dt_blk = raw_blk
             if SOFTPLUS:
                 dt_blk = _softplus(raw_blk)
             dt_blk = tl.where(mk, dt_blk, 0.0)
-            gy_blk = tl.load(gout_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+            gy_blk = tl.load(gout_ptr + offs, mask=mk, other=0.0, eviction_policy=EV_STREAM).to(tl.float32)
             if HAS_Z:
-                z_blk = tl.load(z_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+                z_blk = tl.load(z_ptr + offs, mask=mk, other=0.0, eviction_policy=EV_STREAM).to(tl.float32)
                 sig_z = _sigmoid(z_blk)
                 gout_blk = gy_blk
                 gy_blk = gout_blk * z_blk * sig_z
@@ -539,10 +540,10 @@ def _selective_scan_bwd_loop_kernel(
                 gy = tl.sum(tl.where(pick, gy_blk, 0.0), axis=0)
                 t = c * BLOCK_T + s0 + k
                 if EVEN_N:
-                    BC = tl.load(BC_ptr + bc + tl.minimum(t, L - 1) * N * 2 + pair)
+                    BC = tl.load(BC_ptr + bc + tl.minimum(t, L - 1) * N * 2 + pair, eviction_policy=EV_ROWS)
                 else:
                     m_n = mask_n & (offs_n * 0 + t < L)
-                    BC = tl.load(BC_ptr + bc + t * N * 2 + pair, mask=m_n[:, None], other=0.0)
+                    BC = tl.load(BC_ptr + bc + t * N * 2 + pair, mask=m_n[:, None], other=0.0, eviction_policy=EV_ROWS)
                 Bt, Ct = tl.split(BC.to(tl.float32))
                 h_prev = tl.load(scratch + (s0 + k) * BLOCK_N * BLOCK_D + slot)   # h_{t-1}
                 if HAS_Z:
@@ -656,6 +657,14 @@ def choose_blocks(dim, L, N, groups=1, block_t=None, block_d=None, batch=None, d
     return block_d, block_t, block_n
 
 
+def _cache_hints():
+    """Eviction hints of the loop kernels' loads: keep the B/C rows (read by every program of the
+    batch element) in cache, let the streamed u, delta, z, gout go first."""
+    if CONFIG["cache_hints"]:
+        return dict(EV_ROWS="evict_last", EV_STREAM="evict_first")
+    return dict(EV_ROWS="", EV_STREAM="")
+
+
 def _pack_bc(B4, C4):
     """B and C of the loop kernels: (batch, groups, L, N, 2), B_t[n] and C_t[n] side by side."""
     return torch.stack((B4, C4), dim=-1).transpose(2, 3).contiguous()
@@ -696,7 +705,7 @@ def _check_device(u):
 #: (False); None: packed above 16 states. The loop backward always reads them packed.
 CONFIG = dict(forward="auto", loop_block_d=None, unroll=None, fwd_warps=None, bwd_warps=2,
               backward="auto", bwd_loop_block_d=None, bwd_unroll=None, bwd_loop_t=None,
-              packed_bc=None)
+              packed_bc=None, cache_hints=True)
 LOOP_MAX_N = 64
 
 
@@ -784,8 +793,8 @@ def choose_unroll(block_n, dtype):
     """Steps per unrolled iteration of the loop kernel, as measured on the H100 (section 2 of
     benchmarks/NOTES.md): register use grows with UNROLL · N, and past the register file the
     kernel spills and slows down several times (UNROLL = 8 and 32 at N = 16 did)."""
-    if block_n <= 16:
-        return 16 if dtype == torch.float32 else 4
+    if block_n <= 16:  # 16-bit: 8 (section 4: 2.56 ms vs 2.85 at U = 4 on the long bf16 shape)
+        return 16 if dtype == torch.float32 else 8
     if block_n <= 64:  # with B and C packed (section 4): fp32 U = 4 2.67 ms vs U = 2 4.57 at 8 channels
         return 4 if dtype == torch.float32 else 2
     return 1
@@ -827,7 +836,7 @@ def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks, chec
             u, delta, A, Bt, Ct, *optional, out, ckpt,
             dim, L, N, 1, 1, groups, dim // groups, n_chunks,
             **flags, BLOCK_D=LBD, BLOCK_T=BT, BLOCK_N=BN, UNROLL=min(unroll, BT), EVEN_N=BN == N,
-            PACKED=bool(packed), num_warps=warps,
+            PACKED=bool(packed), **_cache_hints(), num_warps=warps,
         )
         return out, ckpt
     if method != "chunked":
@@ -957,7 +966,7 @@ def _backward_loop(u, delta, A, B4, C4, D, z, delta_bias, ckpt, gout, gu, gdelta
         dim, L, N, 1, 1, groups, dim // groups, ckpt.shape[2],
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=softplus, BLOCK_D=LBD, BLOCK_T=BT, BLOCK_N=BN, UNROLL=min(unroll, BT),
-        EVEN_N=BN == N, num_warps=warps,
+        EVEN_N=BN == N, **_cache_hints(), num_warps=warps,
     )
     # a block never straddles two groups, so the blocks of group g are consecutive
     gB = gBp.view(batch, groups, -1, L, N).sum(2).transpose(2, 3)
