@@ -331,6 +331,27 @@ def sweep6(off, bw, rows):
     configure()
 
 
+def sweep7(off, bw, rows):
+    """Round 3: eviction hints on the loop kernels' loads (B/C rows evict_last, streams evict_first)."""
+    L16, L64, LONG = (8, 2048, 4096, 16), (8, 2048, 4096, 64), (2, 2048, 16384, 16)
+    f32, b16 = torch.float32, torch.bfloat16
+    plan = []
+    for shape, dtype in ((L16, f32), (L16, b16), (L64, f32), (LONG, f32)):
+        plan += [("fwd", shape, dtype, False, dict(cache_hints=h)) for h in (False, True)]
+    for shape, dtype in ((L16, f32), (L64, f32)):
+        plan += [("fb", shape, dtype, False, dict(cache_hints=h)) for h in (False, True)]
+    for kind, shape, dtype, with_z, cfg in plan:
+        kw = official.random_problem(*shape, dtype, with_z, "cuda", seed=1)
+        configure(**cfg)
+        t = (triton.testing.do_bench(lambda: selective_scan_triton(**kw), return_mode="median") if kind == "fwd"
+             else time_fb(selective_scan_triton, kw))
+        rows.append(dict(variant=f"{kind} {cfg}", shape=list(shape), dtype=str(dtype), z=with_z, ms=t))
+        print(rows[-1], flush=True)
+        del kw
+        torch.cuda.empty_cache()
+    configure()
+
+
 def final(off, bw, rows, bwd_tiles=None):
     """The issue's shapes, fp32 and bf16, with and without z: ours (default tiles) and official."""
     configure()
@@ -366,14 +387,14 @@ def table(rows):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["sweep", "sweep2", "sweep3", "sweep4", "sweep5", "sweep6", "final"])
+    p.add_argument("what", choices=["sweep", "sweep2", "sweep3", "sweep4", "sweep5", "sweep6", "sweep7", "final"])
     p.add_argument("--out")
     args = p.parse_args()
     bw = copy_bandwidth()
     off = load_official()
     rows = []
     try:
-        dict(sweep=sweep, sweep2=sweep2, sweep3=sweep3, sweep4=sweep4, sweep5=sweep5, sweep6=sweep6, final=final)[args.what](off, bw, rows)
+        dict(sweep=sweep, sweep2=sweep2, sweep3=sweep3, sweep4=sweep4, sweep5=sweep5, sweep6=sweep6, sweep7=sweep7, final=final)[args.what](off, bw, rows)
     finally:
         res = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
                    copy_bandwidth_GBps=bw / 1e9, official_loaded=off is not None, rows=rows)
