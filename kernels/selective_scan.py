@@ -174,7 +174,7 @@ def _selective_scan_fwd_loop_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr,
     EVEN_N: tl.constexpr, PACKED: tl.constexpr, CHECKPOINTS: tl.constexpr,
-    EV_ROWS: tl.constexpr = "", EV_STREAM: tl.constexpr = "",
+    EV_ROWS: tl.constexpr, EV_STREAM: tl.constexpr,
 ):
     # --- Which part of the problem this program owns ------------------------------------------
     # BLOCK_D channels of one batch element, all N states of each, the whole sequence. The state
@@ -230,8 +230,10 @@ def _selective_scan_fwd_loop_kernel(
             mk = (tk < L)[:, None] & mask_d[None, :]                   # (UNROLL, BD)
             # (one = 1 at run time, unspecialised: as for A, it keeps the time axis inside a thread)
             offs = row[None, :] + tk[:, None] * one
-            u_blk = tl.load(u_ptr + offs, mask=mk, other=0.0, eviction_policy=EV_STREAM).to(tl.float32)
-            dt_blk = tl.load(delta_ptr + offs, mask=mk, other=0.0, eviction_policy=EV_STREAM).to(tl.float32)
+            u_blk = tl.load(u_ptr + offs, mask=mk, other=0.0,
+                            eviction_policy=EV_STREAM).to(tl.float32)
+            dt_blk = tl.load(delta_ptr + offs, mask=mk, other=0.0,
+                             eviction_policy=EV_STREAM).to(tl.float32)
             if HAS_BIAS:
                 dt_blk = dt_blk + bias[None, :]
             if SOFTPLUS:
@@ -253,14 +255,19 @@ def _selective_scan_fwd_loop_kernel(
                     if EVEN_N:
                         BC = tl.load(Bt_ptr + (bc + t_row * N) * 2 + pair, eviction_policy=EV_ROWS)
                     else:
-                        BC = tl.load(Bt_ptr + (bc + t_row * N) * 2 + pair, mask=m_n[:, None], other=0.0, eviction_policy=EV_ROWS)
+                        BC = tl.load(Bt_ptr + (bc + t_row * N) * 2 + pair, mask=m_n[:, None],
+                                     other=0.0, eviction_policy=EV_ROWS)
                     Bt, Ct = tl.split(BC.to(tl.float32))              # (BN,) each
                 elif EVEN_N:
-                    Bt = tl.load(Bt_ptr + bc + t_row * N + offs_n, eviction_policy=EV_ROWS).to(tl.float32)
-                    Ct = tl.load(Ct_ptr + bc + t_row * N + offs_n, eviction_policy=EV_ROWS).to(tl.float32)
+                    Bt = tl.load(Bt_ptr + bc + t_row * N + offs_n,
+                                 eviction_policy=EV_ROWS).to(tl.float32)
+                    Ct = tl.load(Ct_ptr + bc + t_row * N + offs_n,
+                                 eviction_policy=EV_ROWS).to(tl.float32)
                 else:
-                    Bt = tl.load(Bt_ptr + bc + t_row * N + offs_n, mask=m_n, other=0.0, eviction_policy=EV_ROWS).to(tl.float32)
-                    Ct = tl.load(Ct_ptr + bc + t_row * N + offs_n, mask=m_n, other=0.0, eviction_policy=EV_ROWS).to(tl.float32)
+                    Bt = tl.load(Bt_ptr + bc + t_row * N + offs_n, mask=m_n, other=0.0,
+                                 eviction_policy=EV_ROWS).to(tl.float32)
+                    Ct = tl.load(Ct_ptr + bc + t_row * N + offs_n, mask=m_n, other=0.0,
+                                 eviction_policy=EV_ROWS).to(tl.float32)
                 # Discretise and step: h = exp(δA) h + δ B u, then read out C h
                 h = tl.exp2(dt[None, :] * A2) * h + dtu[None, :] * Bt[:, None]
                 y = tl.sum(h * Ct[:, None], axis=0)
@@ -269,7 +276,8 @@ def _selective_scan_fwd_loop_kernel(
             if HAS_D:
                 y_blk += Dskip[None, :] * u_blk
             if HAS_Z:
-                z = tl.load(z_ptr + offs, mask=mk, other=0.0, eviction_policy=EV_STREAM).to(tl.float32)
+                z = tl.load(z_ptr + offs, mask=mk, other=0.0,
+                            eviction_policy=EV_STREAM).to(tl.float32)
                 y_blk *= z * _sigmoid(z)
             tl.store(out_ptr + offs, y_blk.to(out_ptr.dtype.element_ty), mask=mk)
 
@@ -423,7 +431,7 @@ def _selective_scan_bwd_loop_kernel(
     dim, L, N, stride_an, one, n_groups, dim_per_group, n_chunks,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr,
-    EVEN_N: tl.constexpr, EV_ROWS: tl.constexpr = "", EV_STREAM: tl.constexpr = "",
+    EVEN_N: tl.constexpr,
 ):
     # --- Which part of the problem this program owns: as in the loop forward ------------------
     # The state tiles are (BLOCK_N, BLOCK_D), channels along the last axis: one thread holds one
@@ -477,8 +485,8 @@ def _selective_scan_bwd_loop_kernel(
             tk = c * BLOCK_T + s0 + offs_k
             mk = (tk < L)[:, None] & mask_d[None, :]
             offs = row[None, :] + tk[:, None] * one
-            u_blk = tl.load(u_ptr + offs, mask=mk, other=0.0, eviction_policy=EV_STREAM).to(tl.float32)
-            dt_blk = tl.load(delta_ptr + offs, mask=mk, other=0.0, eviction_policy=EV_STREAM).to(tl.float32)
+            u_blk = tl.load(u_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+            dt_blk = tl.load(delta_ptr + offs, mask=mk, other=0.0).to(tl.float32)
             if HAS_BIAS:
                 dt_blk = dt_blk + bias[None, :]
             if SOFTPLUS:
@@ -492,10 +500,10 @@ def _selective_scan_bwd_loop_kernel(
                 dtu = tl.sum(tl.where(pick, dtu_blk, 0.0), axis=0)
                 t = c * BLOCK_T + s0 + k
                 if EVEN_N:
-                    BC = tl.load(BC_ptr + bc + tl.minimum(t, L - 1) * N * 2 + pair, eviction_policy=EV_ROWS)
+                    BC = tl.load(BC_ptr + bc + tl.minimum(t, L - 1) * N * 2 + pair)
                 else:
                     m_n = mask_n & (offs_n * 0 + t < L)
-                    BC = tl.load(BC_ptr + bc + t * N * 2 + pair, mask=m_n[:, None], other=0.0, eviction_policy=EV_ROWS)
+                    BC = tl.load(BC_ptr + bc + t * N * 2 + pair, mask=m_n[:, None], other=0.0)
                 Bt, _ = tl.split(BC.to(tl.float32))
                 h = tl.exp2(dt[None, :] * A2) * h + dtu[None, :] * Bt[:, None]
                 h_blk = tl.where(pick[:, :, None], h[None, :, :], h_blk)
@@ -511,17 +519,17 @@ def _selective_scan_bwd_loop_kernel(
             tk = c * BLOCK_T + s0 + offs_k
             mk = (tk < L)[:, None] & mask_d[None, :]
             offs = row[None, :] + tk[:, None] * one
-            u_blk = tl.load(u_ptr + offs, mask=mk, other=0.0, eviction_policy=EV_STREAM).to(tl.float32)
-            raw_blk = tl.load(delta_ptr + offs, mask=mk, other=0.0, eviction_policy=EV_STREAM).to(tl.float32)
+            u_blk = tl.load(u_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+            raw_blk = tl.load(delta_ptr + offs, mask=mk, other=0.0).to(tl.float32)
             if HAS_BIAS:
                 raw_blk = raw_blk + bias[None, :]
             dt_blk = raw_blk
             if SOFTPLUS:
                 dt_blk = _softplus(raw_blk)
             dt_blk = tl.where(mk, dt_blk, 0.0)
-            gy_blk = tl.load(gout_ptr + offs, mask=mk, other=0.0, eviction_policy=EV_STREAM).to(tl.float32)
+            gy_blk = tl.load(gout_ptr + offs, mask=mk, other=0.0).to(tl.float32)
             if HAS_Z:
-                z_blk = tl.load(z_ptr + offs, mask=mk, other=0.0, eviction_policy=EV_STREAM).to(tl.float32)
+                z_blk = tl.load(z_ptr + offs, mask=mk, other=0.0).to(tl.float32)
                 sig_z = _sigmoid(z_blk)
                 gout_blk = gy_blk
                 gy_blk = gout_blk * z_blk * sig_z
@@ -540,10 +548,10 @@ def _selective_scan_bwd_loop_kernel(
                 gy = tl.sum(tl.where(pick, gy_blk, 0.0), axis=0)
                 t = c * BLOCK_T + s0 + k
                 if EVEN_N:
-                    BC = tl.load(BC_ptr + bc + tl.minimum(t, L - 1) * N * 2 + pair, eviction_policy=EV_ROWS)
+                    BC = tl.load(BC_ptr + bc + tl.minimum(t, L - 1) * N * 2 + pair)
                 else:
                     m_n = mask_n & (offs_n * 0 + t < L)
-                    BC = tl.load(BC_ptr + bc + t * N * 2 + pair, mask=m_n[:, None], other=0.0, eviction_policy=EV_ROWS)
+                    BC = tl.load(BC_ptr + bc + t * N * 2 + pair, mask=m_n[:, None], other=0.0)
                 Bt, Ct = tl.split(BC.to(tl.float32))
                 h_prev = tl.load(scratch + (s0 + k) * BLOCK_N * BLOCK_D + slot)   # h_{t-1}
                 if HAS_Z:
@@ -657,10 +665,10 @@ def choose_blocks(dim, L, N, groups=1, block_t=None, block_d=None, batch=None, d
     return block_d, block_t, block_n
 
 
-def _cache_hints():
-    """Eviction hints of the loop kernels' loads: keep the B/C rows (read by every program of the
-    batch element) in cache, let the streamed u, delta, z, gout go first."""
-    if CONFIG["cache_hints"]:
+def _cache_hints(hints):
+    """Eviction hints of the loop forward's loads: keep the B/C rows (read by every program of the
+    batch element) in cache and let the streamed u, delta, z go first; or no hints."""
+    if hints:
         return dict(EV_ROWS="evict_last", EV_STREAM="evict_first")
     return dict(EV_ROWS="", EV_STREAM="")
 
@@ -702,10 +710,11 @@ def _check_device(u):
 #: (None: choose_loop_backward decides); bwd_loop_t: its chunk length, i.e. the checkpoint spacing
 #: and the depth of its scratch (None: 16; a block_t given to the call wins).
 #: packed_bc: the loop forward reads B and C packed as (L, N, 2) (True) or as two (L, N) tensors
-#: (False); None: packed above 16 states. The loop backward always reads them packed.
+#: (False); None: packed above 16 states or below 8192 channels. The loop backward always packs.
+#: cache_hints: eviction hints on the loop forward's loads (None: fp32, N <= 16, 8192+ channels).
 CONFIG = dict(forward="auto", loop_block_d=None, unroll=None, fwd_warps=None, bwd_warps=2,
               backward="auto", bwd_loop_block_d=None, bwd_unroll=None, bwd_loop_t=None,
-              packed_bc=None, cache_hints=True)
+              packed_bc=None, cache_hints=None)
 LOOP_MAX_N = 64
 
 
@@ -822,7 +831,13 @@ def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks, chec
         # B and C transposed to (batch, groups, L, N), or packed as (batch, groups, L, N, 2): the
         # loop reads one time step's row of each. They are N/dim times smaller than u, so the copy
         # is cheap. Packed measured faster above 16 states, slower at 16 (benchmarks/NOTES.md §4).
-        packed = CONFIG["packed_bc"] if CONFIG["packed_bc"] is not None else BN > 16
+        few = batch * dim < 8192
+        packed = CONFIG["packed_bc"] if CONFIG["packed_bc"] is not None else (BN > 16 or few)
+        # Eviction hints (section 4): fp32 N = 16 1.21 -> 1.04 ms at (8, 2048, 4096, 16), but
+        # slower in bf16 (1.20 -> 1.23) and at N = 64 (2.29 -> 2.47): only where they won.
+        hints = CONFIG["cache_hints"]
+        if hints is None:
+            hints = u.dtype == torch.float32 and BN <= 16 and not few
         if packed:
             Bt = Ct = _pack_bc(B4, C4)
         else:
@@ -836,7 +851,7 @@ def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks, chec
             u, delta, A, Bt, Ct, *optional, out, ckpt,
             dim, L, N, 1, 1, groups, dim // groups, n_chunks,
             **flags, BLOCK_D=LBD, BLOCK_T=BT, BLOCK_N=BN, UNROLL=min(unroll, BT), EVEN_N=BN == N,
-            PACKED=bool(packed), **_cache_hints(), num_warps=warps,
+            PACKED=bool(packed), **_cache_hints(hints), num_warps=warps,
         )
         return out, ckpt
     if method != "chunked":
@@ -966,7 +981,7 @@ def _backward_loop(u, delta, A, B4, C4, D, z, delta_bias, ckpt, gout, gu, gdelta
         dim, L, N, 1, 1, groups, dim // groups, ckpt.shape[2],
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=softplus, BLOCK_D=LBD, BLOCK_T=BT, BLOCK_N=BN, UNROLL=min(unroll, BT),
-        EVEN_N=BN == N, **_cache_hints(), num_warps=warps,
+        EVEN_N=BN == N, num_warps=warps,
     )
     # a block never straddles two groups, so the blocks of group g are consecutive
     gB = gBp.view(batch, groups, -1, L, N).sum(2).transpose(2, 3)

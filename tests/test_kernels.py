@@ -511,9 +511,11 @@ def test_forward_without_gradients_skips_checkpoints(forward, packed, monkeypatc
 @pytest.mark.parametrize("shape", [(2, 4, 33, 3, 2, 8), (2, 3, 33, 2, 0, None), (1, 2, 9, 20, 0, 4)],
                          ids=str)
 def test_loop_forward_packed_and_separate_rows(shape, options, monkeypatch):
-    # The loop forward reads B and C either packed (L, N, 2) or as two (L, N) tensors: both right.
+    # The loop forward reads B and C either packed (L, N, 2) or as two (L, N) tensors, with or
+    # without eviction hints on its loads: all four right.
     monkeypatch.setitem(kernels.selective_scan.CONFIG, "forward", "loop")
     *dims, block_t = shape
-    for packed in (True, False):
+    for packed, hints in [(True, False), (False, True), (True, True), (False, False)]:
         monkeypatch.setitem(kernels.selective_scan.CONFIG, "packed_bc", packed)
+        monkeypatch.setitem(kernels.selective_scan.CONFIG, "cache_hints", hints)
         run_and_compare(*dims, options, block_t=block_t)
