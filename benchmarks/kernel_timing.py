@@ -352,6 +352,28 @@ def sweep7(off, bw, rows):
     configure()
 
 
+def sweep8(off, bw, rows):
+    """Round 3: forward time with the chunk checkpoints stored (an input needs a gradient) and
+    without (inference), per shape; and the long shape's loop-forward variants again."""
+    L16, L64, LONG = (8, 2048, 4096, 16), (8, 2048, 4096, 64), (2, 2048, 16384, 16)
+    for shape, dtype, cfgs in [(L16, torch.float32, [{}]), (L64, torch.float32, [{}]),
+                               (LONG, torch.float32, [{}, dict(packed_bc=False), dict(packed_bc=False, cache_hints=True),
+                                                      dict(unroll=4), dict(loop_block_d=4)]),
+                               (LONG, torch.bfloat16, [{}, dict(packed_bc=False)])]:
+        kw = official.random_problem(*shape, dtype, False, "cuda", seed=1)
+        for cfg in cfgs:
+            configure(**cfg)
+            for grad in (False, True):
+                kw["u"].requires_grad_(grad)
+                t = triton.testing.do_bench(lambda: selective_scan_triton(**kw), return_mode="median")
+                rows.append(dict(variant=f"fwd {cfg} checkpoints={grad}", shape=list(shape), dtype=str(dtype), ms=t))
+                print(rows[-1], flush=True)
+            kw["u"].requires_grad_(False)
+        del kw
+        torch.cuda.empty_cache()
+    configure()
+
+
 def final(off, bw, rows, bwd_tiles=None):
     """The issue's shapes, fp32 and bf16, with and without z: ours (default tiles) and official."""
     configure()
@@ -387,14 +409,14 @@ def table(rows):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["sweep", "sweep2", "sweep3", "sweep4", "sweep5", "sweep6", "sweep7", "final"])
+    p.add_argument("what", choices=["sweep", "sweep2", "sweep3", "sweep4", "sweep5", "sweep6", "sweep7", "sweep8", "final"])
     p.add_argument("--out")
     args = p.parse_args()
     bw = copy_bandwidth()
     off = load_official()
     rows = []
     try:
-        dict(sweep=sweep, sweep2=sweep2, sweep3=sweep3, sweep4=sweep4, sweep5=sweep5, sweep6=sweep6, sweep7=sweep7, final=final)[args.what](off, bw, rows)
+        dict(sweep=sweep, sweep2=sweep2, sweep3=sweep3, sweep4=sweep4, sweep5=sweep5, sweep6=sweep6, sweep7=sweep7, sweep8=sweep8, final=final)[args.what](off, bw, rows)
     finally:
         res = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
                    copy_bandwidth_GBps=bw / 1e9, official_loaded=off is not None, rows=rows)
