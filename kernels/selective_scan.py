@@ -710,8 +710,9 @@ def _check_device(u):
 #: (None: choose_loop_backward decides); bwd_loop_t: its chunk length, i.e. the checkpoint spacing
 #: and the depth of its scratch (None: 16; a block_t given to the call wins).
 #: packed_bc: the loop forward reads B and C packed as (L, N, 2) (True) or as two (L, N) tensors
-#: (False); None: packed above 16 states or below 8192 channels. The loop backward always packs.
-#: cache_hints: eviction hints on the loop forward's loads (None: fp32, N <= 16, 8192+ channels).
+#: (False); None: packed above 16 states, and for 16-bit inputs below 8192 channels. The loop
+#: backward always packs. cache_hints: eviction hints on the loop forward's loads (None: float32
+#: inputs with N <= 16).
 CONFIG = dict(forward="auto", loop_block_d=None, unroll=None, fwd_warps=None, bwd_warps=2,
               backward="auto", bwd_loop_block_d=None, bwd_unroll=None, bwd_loop_t=None,
               packed_bc=None, cache_hints=None)
@@ -831,13 +832,16 @@ def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks, chec
         # B and C transposed to (batch, groups, L, N), or packed as (batch, groups, L, N, 2): the
         # loop reads one time step's row of each. They are N/dim times smaller than u, so the copy
         # is cheap. Packed measured faster above 16 states, slower at 16 (benchmarks/NOTES.md §4).
-        few = batch * dim < 8192
-        packed = CONFIG["packed_bc"] if CONFIG["packed_bc"] is not None else (BN > 16 or few)
-        # Eviction hints (section 4): fp32 N = 16 1.21 -> 1.04 ms at (8, 2048, 4096, 16), but
-        # slower in bf16 (1.20 -> 1.23) and at N = 64 (2.29 -> 2.47): only where they won.
+        fp32 = u.dtype == torch.float32
+        packed = CONFIG["packed_bc"]
+        if packed is None:  # section 4: packed wins above 16 states, and for bf16 at 4096 channels
+            packed = BN > 16 or (batch * dim < 8192 and not fp32)
+        # Eviction hints (section 4): fp32 N = 16 1.21 -> 1.04 ms at (8, 2048, 4096, 16) and
+        # 3.04 -> 2.76 at (2, 2048, 16384, 16), but slower in bf16 (1.20 -> 1.23) and at N = 64
+        # (2.29 -> 2.47): only where they won.
         hints = CONFIG["cache_hints"]
         if hints is None:
-            hints = u.dtype == torch.float32 and BN <= 16 and not few
+            hints = fp32 and BN <= 16
         if packed:
             Bt = Ct = _pack_bc(B4, C4)
         else:
