@@ -374,6 +374,25 @@ def sweep8(off, bw, rows):
     configure()
 
 
+def sweep9(off, bw, rows):
+    """Round 3: the loop forward split into segments (inference forward, no checkpoints), per shape."""
+    L16, L64, LONG = (8, 2048, 4096, 16), (8, 2048, 4096, 64), (2, 2048, 16384, 16)
+    f32, b16 = torch.float32, torch.bfloat16
+    plan = [(L16, f32, [dict(segments=s) for s in (1, 2, 4)] + [dict(segments=2, loop_block_d=32)]),
+            (L16, b16, [dict(segments=s) for s in (1, 2, 4)] + [dict(segments=2, loop_block_d=16)]),
+            (L64, f32, [dict(segments=s) for s in (1, 2)]),
+            (L64, b16, [dict(segments=s) for s in (1, 2)]),
+            (LONG, f32, [dict(segments=s) for s in (1, 2, 4, 8)] + [dict(segments=4, loop_block_d=8)]),
+            (LONG, b16, [dict(segments=s) for s in (1, 2, 4, 8)] + [dict(segments=4, loop_block_d=8)])]
+    for shape, dtype, cfgs in plan:
+        kw = official.random_problem(*shape, dtype, False, "cuda", seed=1)
+        for cfg in cfgs:
+            _fwd_row(rows, f"loop {cfg} {shape}", off, kw, dtype, forward="loop", **cfg)
+        del kw
+        torch.cuda.empty_cache()
+    configure()
+
+
 def final(off, bw, rows, bwd_tiles=None):
     """The issue's shapes, fp32 and bf16, with and without z: ours (default tiles) and official."""
     configure()
@@ -409,14 +428,14 @@ def table(rows):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["sweep", "sweep2", "sweep3", "sweep4", "sweep5", "sweep6", "sweep7", "sweep8", "final"])
+    p.add_argument("what", choices=["sweep", "sweep2", "sweep3", "sweep4", "sweep5", "sweep6", "sweep7", "sweep8", "sweep9", "final"])
     p.add_argument("--out")
     args = p.parse_args()
     bw = copy_bandwidth()
     off = load_official()
     rows = []
     try:
-        dict(sweep=sweep, sweep2=sweep2, sweep3=sweep3, sweep4=sweep4, sweep5=sweep5, sweep6=sweep6, sweep7=sweep7, sweep8=sweep8, final=final)[args.what](off, bw, rows)
+        dict(sweep=sweep, sweep2=sweep2, sweep3=sweep3, sweep4=sweep4, sweep5=sweep5, sweep6=sweep6, sweep7=sweep7, sweep8=sweep8, sweep9=sweep9, final=final)[args.what](off, bw, rows)
     finally:
         res = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
                    copy_bandwidth_GBps=bw / 1e9, official_loaded=off is not None, rows=rows)

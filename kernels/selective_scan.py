@@ -1,4 +1,4 @@
-"""Mamba's selective scan in Triton: a forward and a backward kernel and their autograd.Function.
+"""Mamba's selective scan in Triton: two forward and two backward kernels and their autograd.Function.
 
 The recurrence, per batch element b, channel d and state index n (see ``ssmbook.selective``)::
 
@@ -19,10 +19,15 @@ Design (the hardware-aware algorithm of the Mamba paper, written in Triton):
   a chunk from the previous checkpoint instead of reading all L·N of them from memory, and runs the
   adjoint recurrence λ_t = a_{t+1} λ_{t+1} + C_t ∂y_t (a scan in reverse) for the gradients.
 * A second forward kernel (issue 10, ``_selective_scan_fwd_loop_kernel``) solves the chunk with no
-  parallel scan at all: one thread per channel holds that channel's N states and walks time step
-  by step. With enough channels to give every warp scheduler a warp it is 2-3x faster than the
-  scan on an H100 (benchmarks/NOTES.md, section 2); ``choose_forward`` picks between the two. It
-  writes the same checkpoints, so the backward kernel serves both.
+  parallel scan at all: a channel's N states sit in one thread (or a few lanes of a warp), which
+  walks time step by step. With enough channels to give every warp scheduler a warp it is 2-3x
+  faster than the scan on an H100 (benchmarks/NOTES.md, sections 2-4); ``choose_forward`` picks
+  between the two. It writes the same checkpoints. It can also split the sequence into segments
+  walked by separate programs (``choose_segments``), composing their end states first.
+* A second backward kernel (``_selective_scan_bwd_loop_kernel``) works the same way: per chunk it
+  recomputes the states step by step into a small per-program scratch, then walks the chunk
+  backwards with λ in registers; the B and C gradients are per-program partial sums, added on the
+  host. ``choose_backward`` picks; either backward reads either forward's checkpoints.
 * Inputs may be float32, float16 or bfloat16; every computation and the state are float32.
 * N need not be a power of two and L need not be a multiple of BLOCK_T: out-of-range lanes are
   masked so that they act as the identity of the scan (a = 1, b = 0).
@@ -160,7 +165,7 @@ def _selective_scan_fwd_kernel(
 
 
 # ---------------------------------------------------------------------------------------------
-# Forward, version 2: one thread per channel, walking time step by step (issue 10)
+# Forward, version 2: each channel's state in one thread (or a few lanes), walking time (issue 10)
 # ---------------------------------------------------------------------------------------------
 
 LOG2E = tl.constexpr(1.4426950408889634)  # log2(e)
@@ -170,21 +175,25 @@ LOG2E = tl.constexpr(1.4426950408889634)  # log2(e)
 def _selective_scan_fwd_loop_kernel(
     u_ptr, delta_ptr, A_ptr, Bt_ptr, Ct_ptr, D_ptr, z_ptr, bias_ptr,  # inputs (B, C transposed)
     out_ptr, ckpt_ptr,                                                  # outputs
-    dim, L, N, stride_an, one, n_groups, dim_per_group, n_chunks,
+    hseg_ptr, dseg_ptr,         # per segment: end state from zero (.., n_segs, N) and Σδ (.., n_segs)
+    dim, L, N, stride_an, one, n_groups, dim_per_group, n_chunks, chunks_per_seg, n_segs,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr,
     EVEN_N: tl.constexpr, PACKED: tl.constexpr, CHECKPOINTS: tl.constexpr,
     EV_ROWS: tl.constexpr, EV_STREAM: tl.constexpr,
+    SEGMENTED: tl.constexpr, SUMMARY: tl.constexpr,
 ):
     # --- Which part of the problem this program owns ------------------------------------------
-    # BLOCK_D channels of one batch element, all N states of each, the whole sequence. The state
-    # is a (BLOCK_N, BLOCK_D) tile with the channels along its LAST axis: Triton's default layout
-    # then gives each thread one channel and all of its N states, so the read-out sum over n is
-    # a sum inside one thread (no shuffles between threads), and each thread runs N independent
-    # recurrences side by side, which keeps the arithmetic units busy although every step
-    # depends on the one before.
+    # BLOCK_D channels of one batch element, all N states of each, one segment of the sequence
+    # (the whole of it unless SEGMENTED). The state is a (BLOCK_N, BLOCK_D) tile with the
+    # channels along its LAST axis, so that a channel's states sit in one thread, or in a few
+    # lanes of the warp when a program has fewer channels than lanes: the read-out sum over n
+    # is then a sum inside a thread plus a shuffle or two, and each thread runs several
+    # independent recurrences side by side, which keeps the arithmetic units busy although
+    # every step depends on the one before.
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)           # int64: offsets can pass 2**31 at large sizes
+    pid_s = tl.program_id(2)                        # segment of the sequence
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, BLOCK_N)
     mask_d = offs_d < dim
@@ -213,10 +222,24 @@ def _selective_scan_fwd_loop_kernel(
     bc = (pid_b * n_groups + group) * L * N
     pair = offs_n[:, None] * 2 + tl.arange(0, 2)[None, :]          # (BN, 2)
     ckpt_row = (pid_b * dim + offs_d) * (n_chunks if CHECKPOINTS else 1)  # as in the chunked kernel
+    seg_row = (pid_b * dim + offs_d) * n_segs
     h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    dt_total = tl.zeros((BLOCK_D,), dtype=tl.float32)
+
+    # --- Start from the state that the segments before this one leave behind -----------------
+    # SEGMENTED (more programs than batch × channel blocks, to keep more warps busy): a first
+    # launch (SUMMARY) walks every segment but the last from a zero state and keeps only its end
+    # state h_end and Σδ. Segment j then maps a state h to exp(A Σδ_j) h + h_end_j (the product of
+    # its decays exp(δ_t A) is exp(A Σ δ_t)), so this program composes those maps, in order.
+    if SEGMENTED and not SUMMARY:
+        for j in range(0, pid_s):
+            d_j = tl.load(dseg_ptr + seg_row + j, mask=mask_d, other=0.0)
+            h_j = tl.load(hseg_ptr + (seg_row[None, :] + j) * N + offs_n[:, None], mask=mnd, other=0.0)
+            h = tl.exp2(d_j[None, :] * A2) * h + h_j
 
     offs_k = tl.arange(0, UNROLL)
-    for c in range(0, n_chunks):
+    c_first = pid_s * chunks_per_seg
+    for c in range(c_first, tl.minimum(c_first + chunks_per_seg, n_chunks)):
         # --- Solve the recurrence inside the chunk, one step at a time ------------------------
         # No parallel scan: each thread walks its channel through time, UNROLL steps per
         # iteration. Per iteration it first reads the (UNROLL, BLOCK_D) tiles of u and delta
@@ -240,6 +263,8 @@ def _selective_scan_fwd_loop_kernel(
                 dt_blk = _softplus(dt_blk)
             dt_blk = tl.where(mk, dt_blk, 0.0)                         # past L: δ = 0, identity
             dtu_blk = dt_blk * u_blk
+            if SUMMARY:
+                dt_total += tl.sum(dt_blk, axis=0)
             y_blk = tl.zeros((UNROLL, BLOCK_D), dtype=tl.float32)
             for k in tl.static_range(UNROLL):
                 # Step k of the block: pick its column (a sum over UNROLL values in registers)
@@ -261,32 +286,40 @@ def _selective_scan_fwd_loop_kernel(
                 elif EVEN_N:
                     Bt = tl.load(Bt_ptr + bc + t_row * N + offs_n,
                                  eviction_policy=EV_ROWS).to(tl.float32)
-                    Ct = tl.load(Ct_ptr + bc + t_row * N + offs_n,
-                                 eviction_policy=EV_ROWS).to(tl.float32)
+                    if not SUMMARY:
+                        Ct = tl.load(Ct_ptr + bc + t_row * N + offs_n,
+                                     eviction_policy=EV_ROWS).to(tl.float32)
                 else:
                     Bt = tl.load(Bt_ptr + bc + t_row * N + offs_n, mask=m_n, other=0.0,
                                  eviction_policy=EV_ROWS).to(tl.float32)
-                    Ct = tl.load(Ct_ptr + bc + t_row * N + offs_n, mask=m_n, other=0.0,
-                                 eviction_policy=EV_ROWS).to(tl.float32)
+                    if not SUMMARY:
+                        Ct = tl.load(Ct_ptr + bc + t_row * N + offs_n, mask=m_n, other=0.0,
+                                     eviction_policy=EV_ROWS).to(tl.float32)
                 # Discretise and step: h = exp(δA) h + δ B u, then read out C h
                 h = tl.exp2(dt[None, :] * A2) * h + dtu[None, :] * Bt[:, None]
-                y = tl.sum(h * Ct[:, None], axis=0)
-                y_blk = tl.where(pick, y[None, :], y_blk)
+                if not SUMMARY:
+                    y = tl.sum(h * Ct[:, None], axis=0)
+                    y_blk = tl.where(pick, y[None, :], y_blk)
             # --- Skip connection and gate for the block of steps, then one store ----------------
-            if HAS_D:
-                y_blk += Dskip[None, :] * u_blk
-            if HAS_Z:
-                z = tl.load(z_ptr + offs, mask=mk, other=0.0,
-                            eviction_policy=EV_STREAM).to(tl.float32)
-                y_blk *= z * _sigmoid(z)
-            tl.store(out_ptr + offs, y_blk.to(out_ptr.dtype.element_ty), mask=mk)
+            if not SUMMARY:
+                if HAS_D:
+                    y_blk += Dskip[None, :] * u_blk
+                if HAS_Z:
+                    z = tl.load(z_ptr + offs, mask=mk, other=0.0,
+                                eviction_policy=EV_STREAM).to(tl.float32)
+                    y_blk *= z * _sigmoid(z)
+                tl.store(out_ptr + offs, y_blk.to(out_ptr.dtype.element_ty), mask=mk)
 
         # --- Checkpoint the state at the end of the chunk, for the backward pass ---------------
         # (steps past L are the identity, so the last checkpoint is the state at L - 1)
-        if CHECKPOINTS:
+        if CHECKPOINTS and not SUMMARY:
             tl.store(ckpt_ptr + (ckpt_row[None, :] + c) * N + offs_n[:, None], h, mask=mnd)
-    if not CHECKPOINTS:
-        tl.store(ckpt_ptr + ckpt_row[None, :] * N + offs_n[:, None], h, mask=mnd)
+    if SUMMARY:
+        tl.store(hseg_ptr + (seg_row[None, :] + pid_s) * N + offs_n[:, None], h, mask=mnd)
+        tl.store(dseg_ptr + seg_row + pid_s, dt_total, mask=mask_d)
+    elif not CHECKPOINTS:  # only the last state, which the last segment holds
+        tl.store(ckpt_ptr + ckpt_row[None, :] * N + offs_n[:, None], h,
+                 mask=mnd & (offs_n * 0 + pid_s == n_segs - 1)[:, None])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,7 +450,7 @@ def _selective_scan_bwd_kernel(
 
 
 # ---------------------------------------------------------------------------------------------
-# Backward, version 2: one thread per channel, walking each chunk forward then backward (issue 10)
+# Backward, version 2: as the loop forward, walking each chunk forward then backward (issue 10)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -699,7 +732,7 @@ def _check_device(u):
 
 
 #: Knobs of the launches, read at every call (benchmarks sweep them; tests flip ``forward``).
-#: forward: "loop" (one thread per channel, version 2), "chunked" (associative scan, version 1) or
+#: forward: "loop" (a channel per thread or few lanes, version 2), "chunked" (associative scan, v1) or
 #: "auto" (choose_forward: the loop where there are enough channels and N <= LOOP_MAX_N).
 #: loop_block_d: channels per program of the loop kernel (None: choose_loop_block decides);
 #: unroll: time steps per unrolled iteration of the loop kernel (None: 64 // BLOCK_N, at least 1).
@@ -712,10 +745,11 @@ def _check_device(u):
 #: packed_bc: the loop forward reads B and C packed as (L, N, 2) (True) or as two (L, N) tensors
 #: (False); None: packed above 16 states, and for 16-bit inputs below 8192 channels. The loop
 #: backward always packs. cache_hints: eviction hints on the loop forward's loads (None: float32
-#: inputs with N <= 16).
+#: inputs with N <= 16). segments: split the sequence of the loop forward into this many segments
+#: walked by separate programs (None: choose_segments).
 CONFIG = dict(forward="auto", loop_block_d=None, unroll=None, fwd_warps=None, bwd_warps=2,
               backward="auto", bwd_loop_block_d=None, bwd_unroll=None, bwd_loop_t=None,
-              packed_bc=None, cache_hints=None)
+              packed_bc=None, cache_hints=None, segments=None)
 LOOP_MAX_N = 64
 
 
@@ -767,8 +801,9 @@ def choose_forward(batch, dim, block_n):
 
 
 def choose_backward(batch, dim, block_n):
-    """Which backward kernel. The loop kernel (one thread per channel) up to LOOP_MAX_N states, but
-    at N <= 16 only from 8192 channels: measured on the H100 (benchmarks/NOTES.md, section 4),
+    """Which backward kernel. The loop kernel (step by step, like the loop forward) up to
+    LOOP_MAX_N states, but at N <= 16 only from 8192 channels: measured on the H100
+    (benchmarks/NOTES.md, section 4),
     fwd+bwd at (8, 2048, 4096, 16) 7.2 ms (loop) vs 13.3 (chunked), at (8, 2048, 4096, 64)
     31.8 vs 58.2, but with 4096 channels, (2, 2048, 16384, 16), 19.5 vs 15.3: too few warps."""
     if block_n > LOOP_MAX_N:
@@ -797,6 +832,13 @@ def choose_loop_backward(dim, groups, block_n, block_d=None, unroll=None):
     if unroll & (unroll - 1):
         raise ValueError(f"CONFIG['bwd_unroll'] must be a power of two, got {unroll}")
     return block_d, unroll, min(max(block_d // 32, 1), 8)
+
+
+def choose_segments(batch, dim, block_d, n_chunks, block_n, dtype):
+    """How many segments the loop forward splits the sequence into (1: no split). Each segment
+    but the last is walked twice (once for its summary), so a split pays only where the programs
+    of batch × channel blocks leave warp schedulers idle. Not yet measured: 1 everywhere."""
+    return 1
 
 
 def choose_unroll(block_n, dtype):
@@ -851,12 +893,22 @@ def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks, chec
         unroll = CONFIG["unroll"] or choose_unroll(BN, u.dtype)
         if unroll & (unroll - 1):
             raise ValueError(f"CONFIG['unroll'] must be a power of two, got {unroll}")
-        _selective_scan_fwd_loop_kernel[(triton.cdiv(dim, LBD), batch)](
-            u, delta, A, Bt, Ct, *optional, out, ckpt,
-            dim, L, N, 1, 1, groups, dim // groups, n_chunks,
-            **flags, BLOCK_D=LBD, BLOCK_T=BT, BLOCK_N=BN, UNROLL=min(unroll, BT), EVEN_N=BN == N,
-            PACKED=bool(packed), **_cache_hints(hints), num_warps=warps,
-        )
+        # Segments: split the sequence over more programs when batch × channel blocks are too few
+        # to keep every warp scheduler busy (two launches: summaries, then the walk; see kernel).
+        n_segs = CONFIG["segments"] or choose_segments(batch, dim, LBD, n_chunks, BN, u.dtype)
+        per_seg = triton.cdiv(n_chunks, max(int(n_segs), 1))
+        n_segs = triton.cdiv(n_chunks, per_seg)                 # no empty segment
+        hseg = torch.empty(batch, dim, n_segs, N, device=u.device, dtype=torch.float32)
+        dseg = torch.empty(batch, dim, n_segs, device=u.device, dtype=torch.float32)
+        args = (u, delta, A, Bt, Ct, *optional, out, ckpt, hseg, dseg,
+                dim, L, N, 1, 1, groups, dim // groups, n_chunks, per_seg, n_segs)
+        meta = dict(**flags, BLOCK_D=LBD, BLOCK_T=BT, BLOCK_N=BN, UNROLL=min(unroll, BT),
+                    EVEN_N=BN == N, PACKED=bool(packed), **_cache_hints(hints),
+                    SEGMENTED=n_segs > 1, num_warps=warps)
+        grid = (triton.cdiv(dim, LBD), batch)
+        if n_segs > 1:
+            _selective_scan_fwd_loop_kernel[grid + (n_segs - 1,)](*args, **meta, SUMMARY=True)
+        _selective_scan_fwd_loop_kernel[grid + (n_segs,)](*args, **meta, SUMMARY=False)
         return out, ckpt
     if method != "chunked":
         raise ValueError(f"CONFIG['forward'] must be 'auto', 'loop' or 'chunked', got {method!r}")

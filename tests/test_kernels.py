@@ -519,3 +519,37 @@ def test_loop_forward_packed_and_separate_rows(shape, options, monkeypatch):
         monkeypatch.setitem(kernels.selective_scan.CONFIG, "packed_bc", packed)
         monkeypatch.setitem(kernels.selective_scan.CONFIG, "cache_hints", hints)
         run_and_compare(*dims, options, block_t=block_t)
+
+
+@pytest.mark.parametrize("segments", [2, 3, 7])
+@pytest.mark.parametrize("options", OPTIONS[:3], ids=lambda o: "".join("DzbS"[i] if v else "-"
+                                                                     for i, v in enumerate(o)))
+def test_segmented_loop_forward_matches_oracle(segments, options, monkeypatch):
+    # The sequence split into segments walked by separate programs, each starting from the state
+    # the earlier segments' summaries compose to: output, last state and (through the checkpoints
+    # it writes) every gradient. 37 steps in chunks of 4: 10 chunks, so 7 segments cannot all be
+    # equal and the last chunk is partly past L.
+    monkeypatch.setitem(kernels.selective_scan.CONFIG, "forward", "loop")
+    monkeypatch.setitem(kernels.selective_scan.CONFIG, "segments", segments)
+    run_and_compare(2, 6, 37, 5, 2, options, block_t=4)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_segmented_loop_forward_without_gradients(packed, monkeypatch):
+    # No checkpoints: only the last segment writes the final state.
+    for key, value in dict(forward="loop", segments=4, packed_bc=packed).items():
+        monkeypatch.setitem(kernels.selective_scan.CONFIG, key, value)
+    seed = random.randrange(2**31)
+    kw = random_inputs(1, 4, 50, 16, D=True, z=True, delta_bias=True, delta_softplus=True,
+                       device=DEVICE, seed=seed)
+    out, last = kernels.selective_scan_triton(**kw, return_last_state=True, block_t=8)
+    kw64 = {k: (v.double().cpu() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    out64, last64 = selective_scan_ref(**kw64, return_last_state=True)
+    assert rel_err(out, out64) <= 1e-5 and rel_err(last, last64) <= 1e-5, f"seed {seed}"
+
+
+def test_choose_segments_gives_a_positive_count():
+    ks = kernels.selective_scan
+    for batch, dim, n_chunks in [(8, 2048, 128), (2, 2048, 512), (1, 4, 1)]:
+        s = ks.choose_segments(batch, dim, 16, n_chunks, 16, torch.float32)
+        assert isinstance(s, int) and 1 <= s <= n_chunks
