@@ -409,6 +409,21 @@ def sweep10(off, bw, rows):
     configure()
 
 
+def sweep11(off, bw, rows):
+    """Round 3: more segments than the default 8 at the long shape."""
+    LONG = (2, 2048, 16384, 16)
+    for dtype, lbd in ((torch.float32, 16), (torch.bfloat16, 8), (torch.bfloat16, 16)):
+        kw = official.random_problem(*LONG, dtype, False, "cuda", seed=1)
+        for segs in (8, 16, 32):
+            configure(forward="loop", loop_block_d=lbd, segments=segs)
+            t = triton.testing.do_bench(lambda: selective_scan_triton(**kw), return_mode="median")
+            rows.append(dict(variant=f"loop LBD={lbd} segments={segs}", shape=list(LONG), dtype=str(dtype), fwd=t))
+            print(rows[-1], flush=True)
+        del kw
+        torch.cuda.empty_cache()
+    configure()
+
+
 def final(off, bw, rows, bwd_tiles=None):
     """The issue's shapes, fp32 and bf16, with and without z: ours (default tiles) and official."""
     configure()
@@ -444,14 +459,14 @@ def table(rows):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["sweep", "sweep2", "sweep3", "sweep4", "sweep5", "sweep6", "sweep7", "sweep8", "sweep9", "sweep10", "final"])
+    p.add_argument("what", choices=["sweep", "sweep2", "sweep3", "sweep4", "sweep5", "sweep6", "sweep7", "sweep8", "sweep9", "sweep10", "sweep11", "final"])
     p.add_argument("--out")
     args = p.parse_args()
     bw = copy_bandwidth()
     off = load_official()
     rows = []
     try:
-        dict(sweep=sweep, sweep2=sweep2, sweep3=sweep3, sweep4=sweep4, sweep5=sweep5, sweep6=sweep6, sweep7=sweep7, sweep8=sweep8, sweep9=sweep9, sweep10=sweep10, final=final)[args.what](off, bw, rows)
+        dict(sweep=sweep, sweep2=sweep2, sweep3=sweep3, sweep4=sweep4, sweep5=sweep5, sweep6=sweep6, sweep7=sweep7, sweep8=sweep8, sweep9=sweep9, sweep10=sweep10, sweep11=sweep11, final=final)[args.what](off, bw, rows)
     finally:
         res = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
                    copy_bandwidth_GBps=bw / 1e9, official_loaded=off is not None, rows=rows)

@@ -766,9 +766,10 @@ def choose_loop_block(dim, groups=1, block_d=None, batch=None, block_n=None, dty
     if block_d is None:
         block_d = 32
         if batch is not None and block_n is not None:
-            if block_n <= 16 and batch * dim < 8192:
-                block_d = 2
-            elif block_n <= 16:
+            if block_n <= 16:
+                # also below 8192 channels, where the sequence is split into segments
+                # (choose_segments): 1.42 ms fp32 at (2, 2048, 16384, 16) vs 2.45 unsplit with 2
+                # channels per program, the best before segments (section 4)
                 block_d = 16 if dtype == torch.float32 else 8
             elif block_n <= 64:
                 # section 4, B and C packed: fp32 8 channels (2.67 ms vs 2.72 at 16), 16-bit 16
@@ -837,7 +838,12 @@ def choose_loop_backward(dim, groups, block_n, block_d=None, unroll=None):
 def choose_segments(batch, dim, block_d, n_chunks, block_n, dtype):
     """How many segments the loop forward splits the sequence into (1: no split). Each segment
     but the last is walked twice (once for its summary), so a split pays only where the programs
-    of batch × channel blocks leave warp schedulers idle. Not yet measured: 1 everywhere."""
+    of batch × channel blocks leave warp schedulers idle. Measured on the H100 (benchmarks/NOTES.md,
+    section 4): with 16384 channels every split was slower (fp32 N = 16: 1.05 ms unsplit, 1.44 at
+    2 segments, 1.20 at 4); with 4096 channels, (2, 2048, 16384, 16), 8 segments of 16 channels
+    (fp32) or 8 (bf16) per program took 1.42 / 2.11 ms against 2.45 / 2.52 unsplit."""
+    if block_n <= 16 and batch * dim < 8192:
+        return max(1, min(8, n_chunks))
     return 1
 
 

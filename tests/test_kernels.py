@@ -339,14 +339,17 @@ def triton_next_pow2(n):
 
 def test_tuned_loop_blocks():
     ks = kernels.selective_scan
-    assert ks.choose_loop_block(2048, batch=2, block_n=16, dtype=torch.float32) == (2, 1)
+    assert ks.choose_loop_block(2048, batch=2, block_n=16, dtype=torch.float32) == (16, 1)
+    assert ks.choose_segments(2, 2048, 16, 512, 16, torch.float32) == 8    # 4096 channels: split
+    assert ks.choose_segments(8, 2048, 16, 128, 16, torch.float32) == 1    # 16384: no split
+    assert ks.choose_segments(8, 2048, 8, 128, 64, torch.float32) == 1
     assert ks.choose_loop_block(2048, batch=8, block_n=16, dtype=torch.float32) == (16, 1)
     assert ks.choose_loop_block(2048, batch=8, block_n=16, dtype=torch.bfloat16) == (8, 1)
     assert ks.choose_loop_block(2048, batch=8, block_n=64, dtype=torch.float32) == (8, 1)
     assert ks.choose_loop_block(2048, batch=8, block_n=64, dtype=torch.bfloat16) == (16, 1)
     assert ks.choose_unroll(64, torch.float32) == 4 and ks.choose_unroll(64, torch.bfloat16) == 2
     assert ks.choose_loop_block(12, groups=4, batch=8, block_n=16, dtype=torch.float32) == (1, 1)
-    assert ks.choose_loop_block(3, batch=1, block_n=16, dtype=torch.float32) == (2, 1)
+    assert ks.choose_loop_block(3, batch=1, block_n=16, dtype=torch.float32) == (4, 1)
 
 
 @pytest.mark.parametrize("forward", ["loop", "chunked"])
