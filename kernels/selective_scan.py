@@ -760,8 +760,9 @@ def choose_loop_block(dim, groups=1, block_d=None, batch=None, block_n=None, dty
     ``block_n`` are given, the H100 measurements of section 3 of benchmarks/NOTES.md decide: fewer
     channels than lanes per program means more programs (warps) in flight, and Triton then spreads
     the N states of a channel over the spare lanes: at (8, 2048, 4096, 16) 16 channels (fp32,
-    1.25 ms vs 1.70) or 8 (bf16, 1.19 vs 1.60); at N = 64 fp32 16 (2.95 vs 4.00); with only
-    4096 channels (2, 2048, 16384, 16) 2 (2.43 ms fp32 vs 5.30 for the chunked kernel)."""
+    1.25 ms vs 1.70) or 8 (bf16, 1.19 vs 1.60). Section 4 (B and C packed above 16 states, and
+    segments below 8192 channels): at N = 64 8 channels (fp32) or 16 (16-bit); at 4096 channels,
+    (2, 2048, 16384, 16), 16 (fp32) or 8 (bf16) with 8 segments."""
     per_group = dim // groups
     if block_d is None:
         block_d = 32
