@@ -265,7 +265,7 @@ def test_loop_configuration_errors(monkeypatch):
 def test_choose_forward_and_loop_block():
     ks = kernels.selective_scan
     assert ks.choose_forward(8, 2048, 16) == "loop"       # enough channels for one warp per scheduler
-    assert ks.choose_forward(2, 2048, 16) == "loop"       # 4096 channels: loop with 2 per program (NOTES 3)
+    assert ks.choose_forward(2, 2048, 16) == "loop"       # 4096 channels: loop, in segments (NOTES 3-4)
     assert ks.choose_forward(2, 1024, 16) == "chunked"    # fewer: the chunked kernel parallelises time
     assert ks.choose_forward(1, 4, 64) == "loop"          # N = 64: the chunked kernel is far slower
     assert ks.choose_forward(8, 2048, 256) == "chunked"   # 256 states do not fit in one thread
