@@ -299,6 +299,33 @@ def sweep5(off, bw, rows):
     configure()
 
 
+def _time(kind, fn, kw):
+    """Median time of a forward ("fwd") or a forward+backward ("fb") of fn on the inputs kw."""
+    if kind == "fwd":
+        return triton.testing.do_bench(lambda: fn(**kw), return_mode="median")
+    return time_fb(fn, kw)
+
+
+def _run_plan(rows, plan, off=None):
+    """Time a plan of (pass, shape, dtype, z, CONFIG overrides) entries, fresh inputs per entry; with
+    ``off``, the official kernel too, once per (pass, shape, dtype, z)."""
+    seen = set()
+    for kind, shape, dtype, with_z, cfg in plan:
+        kw = official.random_problem(*shape, dtype, with_z, "cuda", seed=1)
+        if off is not None and (kind, shape, dtype, with_z) not in seen:
+            seen.add((kind, shape, dtype, with_z))
+            rows.append(dict(variant=f"official {kind}", shape=list(shape), dtype=str(dtype), z=with_z,
+                             ms=_time(kind, off, kw)))
+            print(rows[-1], flush=True)
+        configure(**cfg)
+        rows.append(dict(variant=f"{kind} {cfg}", shape=list(shape), dtype=str(dtype), z=with_z,
+                         ms=_time(kind, selective_scan_triton, kw)))
+        print(rows[-1], flush=True)
+        del kw
+        torch.cuda.empty_cache()
+    configure()
+
+
 def sweep6(off, bw, rows):
     """Round 3, third sweep: forward tiles with the gate z and for the long bf16 shape; loop-backward
     tiles at N = 64 and with z. Each entry: (pass, shape, dtype, z, CONFIG overrides)."""
@@ -312,23 +339,7 @@ def sweep6(off, bw, rows):
              for lbd, u, bt in ((8, 1, 16), (16, 1, 16), (4, 1, 16), (8, 1, 32), (8, 2, 16))]
     plan += [("fb", L64, b16, False, dict(bwd_loop_block_d=lbd, bwd_unroll=u)) for lbd, u in ((8, 1), (16, 1), (4, 2))]
     plan += [("fb", L16, f32, True, dict(bwd_loop_block_d=16, bwd_unroll=u)) for u in (4, 2)]
-    seen = set()
-    for kind, shape, dtype, with_z, cfg in plan:
-        kw = official.random_problem(*shape, dtype, with_z, "cuda", seed=1)
-        if off is not None and (kind, shape, dtype, with_z) not in seen:
-            seen.add((kind, shape, dtype, with_z))
-            t = (triton.testing.do_bench(lambda: off(**kw), return_mode="median") if kind == "fwd"
-                 else time_fb(off, kw))
-            rows.append(dict(variant=f"official {kind}", shape=list(shape), dtype=str(dtype), z=with_z, ms=t))
-            print(rows[-1], flush=True)
-        configure(**cfg)
-        t = (triton.testing.do_bench(lambda: selective_scan_triton(**kw), return_mode="median") if kind == "fwd"
-             else time_fb(selective_scan_triton, kw))
-        rows.append(dict(variant=f"{kind} {cfg}", shape=list(shape), dtype=str(dtype), z=with_z, ms=t))
-        print(rows[-1], flush=True)
-        del kw
-        torch.cuda.empty_cache()
-    configure()
+    _run_plan(rows, plan, off)
 
 
 def sweep7(off, bw, rows):
@@ -340,16 +351,7 @@ def sweep7(off, bw, rows):
         plan += [("fwd", shape, dtype, False, dict(cache_hints=h)) for h in (False, True)]
     for shape, dtype in ((L16, f32), (L64, f32)):
         plan += [("fb", shape, dtype, False, dict(cache_hints=h)) for h in (False, True)]
-    for kind, shape, dtype, with_z, cfg in plan:
-        kw = official.random_problem(*shape, dtype, with_z, "cuda", seed=1)
-        configure(**cfg)
-        t = (triton.testing.do_bench(lambda: selective_scan_triton(**kw), return_mode="median") if kind == "fwd"
-             else time_fb(selective_scan_triton, kw))
-        rows.append(dict(variant=f"{kind} {cfg}", shape=list(shape), dtype=str(dtype), z=with_z, ms=t))
-        print(rows[-1], flush=True)
-        del kw
-        torch.cuda.empty_cache()
-    configure()
+    _run_plan(rows, plan)
 
 
 def sweep8(off, bw, rows):
@@ -396,32 +398,16 @@ def sweep9(off, bw, rows):
 def sweep10(off, bw, rows):
     """Round 3: the long shape (4096 channels), channels per program × segments of the loop forward."""
     LONG = (2, 2048, 16384, 16)
-    for dtype in (torch.float32, torch.bfloat16):
-        kw = official.random_problem(*LONG, dtype, False, "cuda", seed=1)
-        for lbd in (4, 8, 16):
-            for segs in (2, 4, 8):
-                configure(forward="loop", loop_block_d=lbd, segments=segs)
-                t = triton.testing.do_bench(lambda: selective_scan_triton(**kw), return_mode="median")
-                rows.append(dict(variant=f"loop LBD={lbd} segments={segs}", shape=list(LONG), dtype=str(dtype), fwd=t))
-                print(rows[-1], flush=True)
-        del kw
-        torch.cuda.empty_cache()
-    configure()
+    _run_plan(rows, [("fwd", LONG, dtype, False, dict(forward="loop", loop_block_d=lbd, segments=segs))
+                     for dtype in (torch.float32, torch.bfloat16) for lbd in (4, 8, 16) for segs in (2, 4, 8)])
 
 
 def sweep11(off, bw, rows):
     """Round 3: more segments than the default 8 at the long shape."""
     LONG = (2, 2048, 16384, 16)
-    for dtype, lbd in ((torch.float32, 16), (torch.bfloat16, 8), (torch.bfloat16, 16)):
-        kw = official.random_problem(*LONG, dtype, False, "cuda", seed=1)
-        for segs in (8, 16, 32):
-            configure(forward="loop", loop_block_d=lbd, segments=segs)
-            t = triton.testing.do_bench(lambda: selective_scan_triton(**kw), return_mode="median")
-            rows.append(dict(variant=f"loop LBD={lbd} segments={segs}", shape=list(LONG), dtype=str(dtype), fwd=t))
-            print(rows[-1], flush=True)
-        del kw
-        torch.cuda.empty_cache()
-    configure()
+    _run_plan(rows, [("fwd", LONG, dtype, False, dict(forward="loop", loop_block_d=lbd, segments=segs))
+                     for dtype, lbd in ((torch.float32, 16), (torch.bfloat16, 8), (torch.bfloat16, 16))
+                     for segs in (8, 16, 32)])
 
 
 def final(off, bw, rows, bwd_tiles=None):

@@ -68,16 +68,31 @@ def _sigmoid(x):
 
 
 @triton.jit
-def _load_delta(delta_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    # Returns (raw = delta + bias, δ = softplus(raw) or raw), both float32 and 0 where masked:
-    # δ = 0 makes a masked step the identity of the scan (a = e^0 = 1, b = 0).
-    raw = tl.load(delta_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+def _load_delta(delta_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                EV: tl.constexpr):
+    # Returns (raw = delta + bias, δ = softplus(raw) or raw), both float32, δ = 0 where masked:
+    # δ = 0 makes a masked step the identity of the scan (a = e^0 = 1, b = 0). ``bias`` comes
+    # shaped to broadcast against the tile (channels along axis 0 or 1); EV: eviction policy.
+    raw = tl.load(delta_ptr + offs, mask=mask, other=0.0, eviction_policy=EV).to(tl.float32)
     if HAS_BIAS:
-        raw = raw + bias[:, None]
+        raw = raw + bias
     dt = raw
     if SOFTPLUS:
         dt = _softplus(raw)
     return raw, tl.where(mask, dt, 0.0)
+
+
+@triton.jit
+def _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr,
+                    BLOCK_D: tl.constexpr):
+    # The Δ bias and the skip weight D of a block of channels, float32 (zeros when absent)
+    bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    Dskip = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    if HAS_D:
+        Dskip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    return bias, Dskip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,12 +122,7 @@ def _selective_scan_fwd_kernel(
     # --- Per-channel parameters: loaded once, kept in registers ------------------------------
     A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :],
                 mask=mask_d[:, None] & mask_n[None, :], other=0.0).to(tl.float32)  # (BD, BN)
-    bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    Dskip = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    if HAS_D:
-        Dskip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    bias, Dskip = _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS, HAS_D, BLOCK_D)
 
     row = (pid_b * dim + offs_d) * L                # start of each channel's sequence in u, delta, z
     bc = (pid_b * n_groups + group) * N * L         # start of this group's B and C
@@ -131,7 +141,7 @@ def _selective_scan_fwd_kernel(
         mtn = mask_t[:, None] & mask_n[None, :]                       # (BT, BN)
         x_offs = row[:, None] + t[None, :]
         u = tl.load(u_ptr + x_offs, mask=m2, other=0.0).to(tl.float32)
-        _, dt = _load_delta(delta_ptr, x_offs, m2, bias, HAS_BIAS, SOFTPLUS)
+        _, dt = _load_delta(delta_ptr, x_offs, m2, bias[:, None], HAS_BIAS, SOFTPLUS, "")
         bc_offs = bc + offs_n[None, :] * L + t[:, None]               # (BT, BN)
         Bt = tl.load(B_ptr + bc_offs, mask=mtn, other=0.0).to(tl.float32)
         Ct = tl.load(C_ptr + bc_offs, mask=mtn, other=0.0).to(tl.float32)
@@ -208,12 +218,7 @@ def _selective_scan_fwd_loop_kernel(
     # over threads for this one load and drag the whole loop into that layout.)
     A2 = tl.load(A_ptr + offs_d[None, :] * N + offs_n[:, None] * stride_an, mask=mnd,
                  other=0.0).to(tl.float32) * LOG2E                    # (BN, BD)
-    bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    Dskip = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    if HAS_D:
-        Dskip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    bias, Dskip = _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS, HAS_D, BLOCK_D)
 
     row = (pid_b * dim + offs_d) * L                # start of each channel's sequence in u, delta, z
     # This group's B and C, transposed to (L, N) so that a step reads one row of each; or, PACKED,
@@ -255,13 +260,8 @@ def _selective_scan_fwd_loop_kernel(
             offs = row[None, :] + tk[:, None] * one
             u_blk = tl.load(u_ptr + offs, mask=mk, other=0.0,
                             eviction_policy=EV_STREAM).to(tl.float32)
-            dt_blk = tl.load(delta_ptr + offs, mask=mk, other=0.0,
-                             eviction_policy=EV_STREAM).to(tl.float32)
-            if HAS_BIAS:
-                dt_blk = dt_blk + bias[None, :]
-            if SOFTPLUS:
-                dt_blk = _softplus(dt_blk)
-            dt_blk = tl.where(mk, dt_blk, 0.0)                         # past L: δ = 0, identity
+            _, dt_blk = _load_delta(delta_ptr, offs, mk, bias[None, :], HAS_BIAS, SOFTPLUS,
+                                    EV_STREAM)                         # past L: δ = 0, identity
             dtu_blk = dt_blk * u_blk
             if SUMMARY:
                 dt_total += tl.sum(dt_blk, axis=0)
@@ -350,12 +350,7 @@ def _selective_scan_bwd_kernel(
 
     # --- Per-channel parameters, and accumulators for their gradients ------------------------
     A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mdn, other=0.0).to(tl.float32)
-    bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    Dskip = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    if HAS_D:
-        Dskip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    bias, Dskip = _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS, HAS_D, BLOCK_D)
 
     row = (pid_b * dim + offs_d) * L
     bc = (pid_b * n_groups + group) * N * L
@@ -379,7 +374,7 @@ def _selective_scan_bwd_kernel(
         mtn = mask_t[:, None] & mask_n[None, :]
         x_offs = row[:, None] + t[None, :]
         u = tl.load(u_ptr + x_offs, mask=m2, other=0.0).to(tl.float32)
-        raw, dt = _load_delta(delta_ptr, x_offs, m2, bias, HAS_BIAS, SOFTPLUS)
+        raw, dt = _load_delta(delta_ptr, x_offs, m2, bias[:, None], HAS_BIAS, SOFTPLUS, "")
         bc_offs = bc + offs_n[None, :] * L + t[:, None]
         Bt = tl.load(B_ptr + bc_offs, mask=mtn, other=0.0).to(tl.float32)
         Ct = tl.load(C_ptr + bc_offs, mask=mtn, other=0.0).to(tl.float32)
@@ -412,7 +407,7 @@ def _selective_scan_bwd_kernel(
         # a_{t+1} is recomputed from delta at t + 1 (a register tensor cannot be shifted). The
         # last step of the chunk takes a_{t+1} λ_{t+1} from the chunk to its right (carry).
         m2n = mask_d[:, None] & ((t + 1) < L)[None, :] & (offs_t + 1 < BLOCK_T)[None, :]
-        _, dt_next = _load_delta(delta_ptr, x_offs + 1, m2n, bias, HAS_BIAS, SOFTPLUS)
+        _, dt_next = _load_delta(delta_ptr, x_offs + 1, m2n, bias[:, None], HAS_BIAS, SOFTPLUS, "")
         a_next = tl.exp(dt_next[:, :, None] * A[:, None, :])
         r = gy[:, :, None] * Ct[None, :, :] + tl.where(is_last, carry[:, None, :], 0.0)
         _, lam = tl.associative_scan((a_next, r), 1, _combine, reverse=True)   # ∂loss/∂h_t
@@ -483,12 +478,7 @@ def _selective_scan_bwd_loop_kernel(
     # --- Per-channel parameters, and accumulators for their gradients ------------------------
     A2 = tl.load(A_ptr + offs_d[None, :] * N + offs_n[:, None] * stride_an, mask=mnd,
                  other=0.0).to(tl.float32) * LOG2E                    # (BN, BD), A log2(e)
-    bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    Dskip = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    if HAS_D:
-        Dskip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    bias, Dskip = _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS, HAS_D, BLOCK_D)
     gA_acc = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     gD_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
     gbias_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
@@ -519,12 +509,7 @@ def _selective_scan_bwd_loop_kernel(
             mk = (tk < L)[:, None] & mask_d[None, :]
             offs = row[None, :] + tk[:, None] * one
             u_blk = tl.load(u_ptr + offs, mask=mk, other=0.0).to(tl.float32)
-            dt_blk = tl.load(delta_ptr + offs, mask=mk, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                dt_blk = dt_blk + bias[None, :]
-            if SOFTPLUS:
-                dt_blk = _softplus(dt_blk)
-            dt_blk = tl.where(mk, dt_blk, 0.0)
+            _, dt_blk = _load_delta(delta_ptr, offs, mk, bias[None, :], HAS_BIAS, SOFTPLUS, "")
             dtu_blk = dt_blk * u_blk
             h_blk = tl.zeros((UNROLL, BLOCK_N, BLOCK_D), dtype=tl.float32)
             for k in tl.static_range(UNROLL):
@@ -553,13 +538,8 @@ def _selective_scan_bwd_loop_kernel(
             mk = (tk < L)[:, None] & mask_d[None, :]
             offs = row[None, :] + tk[:, None] * one
             u_blk = tl.load(u_ptr + offs, mask=mk, other=0.0).to(tl.float32)
-            raw_blk = tl.load(delta_ptr + offs, mask=mk, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                raw_blk = raw_blk + bias[None, :]
-            dt_blk = raw_blk
-            if SOFTPLUS:
-                dt_blk = _softplus(raw_blk)
-            dt_blk = tl.where(mk, dt_blk, 0.0)
+            raw_blk, dt_blk = _load_delta(delta_ptr, offs, mk, bias[None, :], HAS_BIAS, SOFTPLUS, "")
+            dtu_blk = dt_blk * u_blk
             gy_blk = tl.load(gout_ptr + offs, mask=mk, other=0.0).to(tl.float32)
             if HAS_Z:
                 z_blk = tl.load(z_ptr + offs, mask=mk, other=0.0).to(tl.float32)
@@ -577,7 +557,7 @@ def _selective_scan_bwd_loop_kernel(
                 k = UNROLL - 1 - kk
                 pick = offs_k[:, None] == k
                 dt = tl.sum(tl.where(pick, dt_blk, 0.0), axis=0)
-                dtu = tl.sum(tl.where(pick, dt_blk * u_blk, 0.0), axis=0)
+                dtu = tl.sum(tl.where(pick, dtu_blk, 0.0), axis=0)
                 gy = tl.sum(tl.where(pick, gy_blk, 0.0), axis=0)
                 t = c * BLOCK_T + s0 + k
                 if EVEN_N:
@@ -753,6 +733,13 @@ CONFIG = dict(forward="auto", loop_block_d=None, unroll=None, fwd_warps=None, bw
 LOOP_MAX_N = 64
 
 
+def _check_loop_block(name, block_d, groups, per_group):
+    if block_d & (block_d - 1):
+        raise ValueError(f"{name} must be a power of two, got {block_d}")
+    if groups > 1 and per_group % block_d:
+        raise ValueError(f"{name} must divide dim // groups = {per_group}, got {block_d}")
+
+
 def choose_loop_block(dim, groups=1, block_d=None, batch=None, block_n=None, dtype=None):
     """(BLOCK_D, num_warps) of the loop forward: one warp per program, and a block that never
     straddles two groups of B/C (BLOCK_D divides dim // groups). Generic rule: 32 channels, one per
@@ -779,10 +766,7 @@ def choose_loop_block(dim, groups=1, block_d=None, batch=None, block_n=None, dty
         block_d = min(block_d, max(triton.next_power_of_2(dim), 1))
         if groups > 1:
             block_d = min(block_d, _pow2_dividing(per_group))
-    if block_d & (block_d - 1):
-        raise ValueError(f"loop_block_d must be a power of two, got {block_d}")
-    if groups > 1 and per_group % block_d:
-        raise ValueError(f"loop_block_d must divide dim // groups = {per_group}, got {block_d}")
+    _check_loop_block("loop_block_d", block_d, groups, per_group)
     return block_d, min(max(block_d // 32, 1), 8)
 
 
@@ -825,10 +809,7 @@ def choose_loop_backward(dim, groups, block_n, block_d=None, unroll=None):
         block_d = min(16 if block_n <= 16 else 8, max(triton.next_power_of_2(dim), 1))
         if groups > 1:
             block_d = min(block_d, _pow2_dividing(per_group))
-    if block_d & (block_d - 1):
-        raise ValueError(f"bwd_loop_block_d must be a power of two, got {block_d}")
-    if groups > 1 and per_group % block_d:
-        raise ValueError(f"bwd_loop_block_d must divide dim // groups = {per_group}, got {block_d}")
+    _check_loop_block("bwd_loop_block_d", block_d, groups, per_group)
     if unroll is None:
         unroll = 4 if block_n <= 16 else 1
     if unroll & (unroll - 1):

@@ -4,6 +4,7 @@ On a CPU the kernels run under the Triton interpreter (tests/conftest.py switche
 slow: shapes stay tiny there. With CUDA the same tests run on the GPU, plus larger ``gpu`` ones.
 Every test draws fresh random inputs; the seed is in the failure message.
 """
+import contextlib
 import os
 import random
 import subprocess
@@ -62,6 +63,19 @@ def run_and_compare(batch, dim, L, N, groups, options, dtype=torch.float32, bloc
         assert gr.shape == kw[n].shape and gr.dtype == kw[n].dtype, n
         err = rel_err(gr, gr64)
         assert err <= tol_grad, f"gradient of {n}: error {err:.2e} {where}"
+
+
+@contextlib.contextmanager
+def kernel_config(**settings):
+    """Set entries of the kernels' CONFIG for a block (hypothesis tests cannot use monkeypatch)."""
+    cfg = kernels.selective_scan.CONFIG
+    saved = dict(cfg)
+    cfg.update(settings)
+    try:
+        yield
+    finally:
+        cfg.clear()
+        cfg.update(saved)
 
 
 # (batch, dim, L, N, groups, block_t): L = 1, L not a multiple of the chunk, odd N, several
@@ -280,20 +294,18 @@ def test_choose_forward_and_loop_block():
        block_t=st.sampled_from([None, 2, 4, 8]), unroll=st.sampled_from([None, 1, 2, 4]))
 def test_random_shapes_loop_forward(batch, dim, L, N, groups, options, block_t, unroll):
     G = dim if groups == "dim" else groups
-    cfg = kernels.selective_scan.CONFIG
-    saved = dict(cfg)
-    cfg.update(forward="loop", unroll=unroll)
-    try:
+    with kernel_config(forward="loop", unroll=unroll):
         run_and_compare(batch, dim, L, N, G, options, block_t=block_t)
-    finally:
-        cfg.clear()
-        cfg.update(saved)
+
+
+# GPU shapes of the loop kernels: shared B/C, groups, odd N, N = 32 and 64, L past a power of two
+GPU_LOOP_SHAPES = [(2, 64, 1000, 16, 0, None), (1, 16, 300, 64, 2, None), (3, 24, 2049, 7, 3, None),
+                   (1, 32, 777, 32, 0, None)]
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("shape", [(2, 64, 1000, 16, 0, None), (1, 16, 300, 64, 2, None),
-                                   (3, 24, 2049, 7, 3, None), (1, 32, 777, 32, 0, None)], ids=str)
+@pytest.mark.parametrize("shape", GPU_LOOP_SHAPES, ids=str)
 def test_gpu_loop_forward(shape, dtype, monkeypatch):
     monkeypatch.setitem(kernels.selective_scan.CONFIG, "forward", "loop")
     *dims, block_t = shape
@@ -465,20 +477,13 @@ def test_choose_backward_and_loop_backward_blocks():
        block_t=st.sampled_from([None, 2, 4, 8]), unroll=st.sampled_from([None, 1, 2, 4]))
 def test_random_shapes_loop_backward(batch, dim, L, N, groups, options, block_t, unroll):
     G = dim if groups == "dim" else groups
-    cfg = kernels.selective_scan.CONFIG
-    saved = dict(cfg)
-    cfg.update(backward="loop", bwd_unroll=unroll)
-    try:
+    with kernel_config(backward="loop", bwd_unroll=unroll):
         run_and_compare(batch, dim, L, N, G, options, block_t=block_t)
-    finally:
-        cfg.clear()
-        cfg.update(saved)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("shape", [(2, 64, 1000, 16, 0, None), (1, 16, 300, 64, 2, None),
-                                   (3, 24, 2049, 7, 3, None), (1, 32, 777, 32, 0, None)], ids=str)
+@pytest.mark.parametrize("shape", GPU_LOOP_SHAPES, ids=str)
 def test_gpu_loop_backward(shape, dtype, monkeypatch):
     _loop_backward(monkeypatch)
     *dims, block_t = shape
