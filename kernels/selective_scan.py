@@ -925,11 +925,13 @@ class SelectiveScanFn(torch.autograd.Function):
         bn = max(triton.next_power_of_2(N), 2)
         backward = CONFIG["backward"]
         if backward == "auto":
-            backward = "loop" if bn <= LOOP_MAX_N and choose_backward(batch, dim, bn) == "loop" else "chunked"
+            backward = choose_backward(batch, dim, bn)
         if backward not in ("loop", "chunked"):
-            raise ValueError(f"CONFIG['backward'] must be 'auto', 'loop' or 'chunked', got {backward!r}")
+            raise ValueError(
+                f"CONFIG['backward'] must be 'auto', 'loop' or 'chunked', got {backward!r}")
         if backward == "loop" and bn > LOOP_MAX_N:
-            raise ValueError(f"the loop backward holds at most {LOOP_MAX_N} states per channel, got N = {N}")
+            raise ValueError(
+                f"the loop backward holds at most {LOOP_MAX_N} states per channel, got N = {N}")
         if backward == "loop" and block_t is None:
             # the loop backward's chunk (checkpoint spacing, scratch depth) is its own choice
             block_t = min(CONFIG["bwd_loop_t"] or 16, max(triton.next_power_of_2(L), 2))
