@@ -25,12 +25,17 @@ def setup_cell_source() -> str:
     url = repository_url()
     branch = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"].get("branch", "main")
     return (
-        "# Setup, the same in every chapter: install ssmbook if it is missing (e.g. on Colab),\n"
-        "# pick the device (CUDA GPU if there is one, else CPU), seed the RNGs, set the figure style.\n"
-        "import importlib.util, subprocess, sys\n"
-        "if importlib.util.find_spec(\"ssmbook\") is None:\n"
-        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"git+{url}@{branch}\"], check=True)\n"
+        "# Setup, the same in every chapter: install ssmbook if it is missing (Colab),\n"
+        "# pick the device (CUDA GPU if there is one, else CPU), seed the RNGs.\n"
+        "import importlib.util\n"
+        "import subprocess\n"
+        "import sys\n"
+        "\n"
+        'if importlib.util.find_spec("ssmbook") is None:\n'
+        f'    URL = "git+{url}@{branch}"\n'
+        '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", URL], check=True)\n'
         "import ssmbook\n"
+        "\n"
         "device = ssmbook.setup(seed=0)"
     )
 
