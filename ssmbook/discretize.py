@@ -38,6 +38,8 @@ import numbers
 import numpy as np
 import scipy.linalg
 
+from . import _checks
+
 __all__ = [
     "zoh", "bilinear", "euler",
     "zoh_diag", "bilinear_diag", "euler_diag",
@@ -47,50 +49,22 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- validation
-def _check_delta(delta) -> float:
-    if isinstance(delta, np.ndarray) and delta.ndim == 0:
-        delta = delta.item()
-    if isinstance(delta, bool) or not isinstance(delta, numbers.Real):
-        raise ValueError(f"delta must be a positive real scalar, got {type(delta).__name__}")
-    delta = float(delta)
-    if not np.isfinite(delta) or delta <= 0:
-        raise ValueError(f"delta must be a positive finite scalar, got {delta}")
-    return delta
-
-
-def _as_float_array(x, name: str, allow_complex: bool = False) -> np.ndarray:
-    arr = np.asarray(x)
-    kinds = "biuf" + ("c" if allow_complex else "")
-    if arr.dtype.kind not in kinds:
-        expected = "a real or complex" if allow_complex else "a real (float64)"
-        raise ValueError(f"{name} must be {expected} array, got dtype {arr.dtype}")
-    if arr.dtype.kind == "c":
-        arr = arr.astype(np.complex128)
-    else:
-        arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must contain only finite values")
-    return arr
-
-
 def _check_AB(A, B):
-    A = _as_float_array(A, "A")
-    if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
+    A = _checks.array(A, "A", ndim=2, shape_doc="(N, N)")
+    if A.shape[0] != A.shape[1]:
         raise ValueError(f"A must be a square matrix of shape (N, N), got shape {A.shape}")
     N = A.shape[0]
-    B = _as_float_array(B, "B")
-    if B.ndim not in (1, 2) or B.shape[0] != N:
+    B = _checks.array(B, "B", ndim=(1, 2), shape_doc=f"(N,) or (N, M) with N = {N}")
+    if B.shape[0] != N:
         raise ValueError(f"B must have shape (N,) or (N, M) with N = {N}, got shape {B.shape}")
     return A, B
 
 
 def _check_aB(a, B):
-    a = _as_float_array(a, "a", allow_complex=True)
-    if a.ndim != 1 or a.shape[0] == 0:
-        raise ValueError(f"a (the diagonal of A) must have shape (N,), got shape {a.shape}")
+    a = _checks.array(a, "a", ndim=1, shape_doc="(N,) (the diagonal of A)", complex_ok=True)
     N = a.shape[0]
-    B = _as_float_array(B, "B", allow_complex=True)
-    if B.ndim not in (1, 2) or B.shape[0] != N:
+    B = _checks.array(B, "B", ndim=(1, 2), shape_doc=f"(N,) or (N, M) with N = {N}", complex_ok=True)
+    if B.shape[0] != N:
         raise ValueError(f"B must have shape (N,) or (N, M) with N = {N}, got shape {B.shape}")
     return a, B
 
@@ -109,14 +83,20 @@ def zoh(A, B, delta):
     Returns ``(Ab, Bb)`` with Ab (N, N) and Bb of B's shape.
     """
     A, B = _check_AB(A, B)
-    delta = _check_delta(delta)
+    delta = _checks.positive_scalar(delta, "delta")
     N = A.shape[0]
     B2 = B.reshape(N, -1)
     M = B2.shape[1]
     big = np.zeros((N + M, N + M))
     big[:N, :N] = A * delta
     big[:N, N:] = B2 * delta
-    E = scipy.linalg.expm(big)
+    with np.errstate(over="ignore", invalid="ignore"):
+        E = scipy.linalg.expm(big)
+    if not np.all(np.isfinite(E)):
+        raise ValueError(
+            f"zoh: exp(delta * A) overflows float64 for delta = {delta} (the largest real part of "
+            f"delta * eig(A) is {np.max(np.linalg.eigvals(A).real) * delta:.4g}; exp overflows "
+            "above ~709): use a smaller delta or a stable A")
     return E[:N, :N].copy(), E[:N, N:].reshape(B.shape).copy()
 
 
@@ -139,7 +119,7 @@ def bilinear(A, B, delta):
     A: (N, N) float64; B: (N,) or (N, M) float64; delta: positive scalar.
     """
     A, B = _check_AB(A, B)
-    delta = _check_delta(delta)
+    delta = _checks.positive_scalar(delta, "delta")
     N = A.shape[0]
     left = _bilinear_solve(A, delta)
     Ab = np.linalg.solve(left, np.eye(N) + (delta / 2) * A)
@@ -154,7 +134,7 @@ def euler(A, B, delta):
     A: (N, N) float64; B: (N,) or (N, M) float64; delta: positive scalar.
     """
     A, B = _check_AB(A, B)
-    delta = _check_delta(delta)
+    delta = _checks.positive_scalar(delta, "delta")
     return np.eye(A.shape[0]) + delta * A, delta * B
 
 
@@ -185,7 +165,7 @@ def zoh_diag(a, B, delta):
     ``a = 0`` (Bb = ΔB) and for tiny ``|aΔ|``.
     """
     a, B = _check_aB(a, B)
-    delta = _check_delta(delta)
+    delta = _checks.positive_scalar(delta, "delta")
     z = delta * a
     scale = delta * phi1(z)
     Bb = scale * B if B.ndim == 1 else scale[:, None] * B
@@ -195,7 +175,7 @@ def zoh_diag(a, B, delta):
 def bilinear_diag(a, B, delta):
     """Bilinear rule for ``A = diag(a)``: ``Ab = (1 + Δa/2)/(1 − Δa/2)``, ``Bb = ΔB/(1 − Δa/2)``."""
     a, B = _check_aB(a, B)
-    delta = _check_delta(delta)
+    delta = _checks.positive_scalar(delta, "delta")
     den = 1.0 - delta * a / 2
     if np.any(np.abs(den) < 1e-14):
         raise ValueError(f"bilinear_diag: 1 - delta*a/2 vanishes for delta = {delta}")
@@ -206,37 +186,52 @@ def bilinear_diag(a, B, delta):
 def euler_diag(a, B, delta):
     """Forward Euler for ``A = diag(a)``: ``Ab = 1 + Δa`` (shape (N,)), ``Bb = ΔB``."""
     a, B = _check_aB(a, B)
-    delta = _check_delta(delta)
+    delta = _checks.positive_scalar(delta, "delta")
     return 1.0 + delta * a, delta * B
 
 
 # ----------------------------------------------------------------------------- diagonal, torch
-def _check_torch(a, b, delta, fn):
+def _check_torch(a, b, delta):
     import torch
 
-    if not isinstance(a, torch.Tensor) or a.ndim < 1:
-        raise ValueError(f"{fn}: a must be a tensor of shape (..., N), got {type(a).__name__}"
-                         + (f" of shape {tuple(a.shape)}" if isinstance(a, torch.Tensor) else ""))
-    if not (a.dtype.is_floating_point or a.dtype.is_complex):
-        raise ValueError(f"{fn}: a must be a floating or complex tensor, got dtype {a.dtype}")
-    if not isinstance(b, torch.Tensor) or b.shape != a.shape:
-        shape = tuple(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__
-        raise ValueError(f"{fn}: b must be a tensor of a's shape {tuple(a.shape)}, got {shape}")
-    if isinstance(delta, numbers.Real) and not isinstance(delta, bool):
-        if not (delta > 0 and np.isfinite(delta)):
-            raise ValueError(f"{fn}: delta must be positive and finite, got {delta}")
-        return delta
+    _checks.tensor(a, "a", ndim=tuple(range(1, 64)), shape_doc="(..., N)", complex_ok=True)
+    _checks.tensor(b, "b", shape_doc=f"{tuple(a.shape)} (a's shape)", complex_ok=True)
+    if b.shape != a.shape:
+        raise ValueError(f"b must be a tensor of a's shape {tuple(a.shape)}, got {tuple(b.shape)}")
+    if b.device != a.device:
+        raise ValueError(f"b must be on a's device ({a.device}), got {b.device}")
     if not isinstance(delta, torch.Tensor):
-        raise ValueError(f"{fn}: delta must be a positive float or a tensor of shape "
-                         f"{tuple(a.shape[:-1])}, got {type(delta).__name__}")
-    if delta.is_complex() or not delta.dtype.is_floating_point:     # also for a 0-dim tensor
-        raise ValueError(f"{fn}: delta must be a real floating tensor, got dtype {delta.dtype}")
-    if delta.ndim == 0:
-        return delta
-    if delta.shape != a.shape[:-1]:
-        raise ValueError(f"{fn}: delta must be 0-dim or have shape a.shape[:-1] = "
+        return _checks.positive_scalar(delta, "delta")
+    _checks.tensor(delta, "delta", shape_doc=f"() or {tuple(a.shape[:-1])} (a.shape[:-1])")
+    if delta.device != a.device:
+        raise ValueError(f"delta must be on a's device ({a.device}), got {delta.device}")
+    if delta.ndim != 0 and delta.shape != a.shape[:-1]:
+        raise ValueError(f"delta must be 0-dim or have shape a.shape[:-1] = "
                          f"{tuple(a.shape[:-1])}, got {tuple(delta.shape)}")
-    return delta[..., None]
+    bad = ~(torch.isfinite(delta) & (delta > 0))
+    if bool(bad.any()):
+        raise ValueError(f"delta must be positive and finite (a step size), got "
+                         f"{delta.detach()[bad].flatten()[0].item()}")
+    return delta if delta.ndim == 0 else delta[..., None]
+
+
+#: Below this |z|, φ₁(z) is summed from its Taylor series (terms up to z⁹, error < 3e-18
+#: relative); above it, expm1(z)/z.  The series keeps the autograd derivative exact near 0,
+#: where the derivative of expm1(z)/z, e^z/z − expm1(z)/z², cancels (error ≈ eps/|z|).
+_PHI1_SERIES_RADIUS = 0.1
+
+
+def _phi1_torch(z):
+    """φ₁(z) = (e^z − 1)/z in torch with a derivative accurate to rounding at and near z = 0."""
+    import torch
+
+    small = z.abs() < _PHI1_SERIES_RADIUS
+    zs = torch.where(small, z, torch.zeros_like(z))             # series input, bounded
+    series = torch.ones_like(z)
+    for k in range(10, 1, -1):                                  # Horner: Σ_{k<10} z^k/(k+1)!
+        series = 1 + zs * series / k
+    zl = torch.where(small, torch.ones_like(z), z)              # never 0 in the division
+    return torch.where(small, series, torch.expm1(zl) / zl)
 
 
 def zoh_diag_torch(a, b, delta):
@@ -244,17 +239,15 @@ def zoh_diag_torch(a, b, delta):
 
     a: (..., N) real or complex tensor (the diagonal of A; e.g. (H, N) for H channels);
     b: tensor of a's shape; delta: positive float, 0-dim tensor, or tensor of shape a.shape[:-1].
-    Returns ``(Ab, Bb)``, both of a's shape.  Uses ``torch.expm1``, so it is accurate for tiny
-    ``|Δa|`` and equals ``Δ b`` where ``a = 0``.  Differentiable; respects a's device.
+    Returns ``(Ab, Bb)``, both of a's shape.  φ₁ is summed from its series for ``|Δa| < 0.1`` and
+    from ``torch.expm1`` elsewhere, so values and gradients are accurate for tiny ``|Δa|`` and
+    ``Bb = Δ b`` where ``a = 0``.  Differentiable; respects a's device.
     """
     import torch
 
-    d = _check_torch(a, b, delta, "zoh_diag_torch")
+    d = _check_torch(a, b, delta)
     z = d * a
-    zero = z == 0
-    safe = torch.where(zero, torch.ones_like(z), z)
-    phi = torch.where(zero, torch.ones_like(z), torch.expm1(safe) / safe)
-    return torch.exp(z), d * phi * b
+    return torch.exp(z), d * _phi1_torch(z) * b
 
 
 def bilinear_diag_torch(a, b, delta):
@@ -262,6 +255,6 @@ def bilinear_diag_torch(a, b, delta):
 
     Same shapes as :func:`zoh_diag_torch`.
     """
-    d = _check_torch(a, b, delta, "bilinear_diag_torch")
+    d = _check_torch(a, b, delta)
     den = 1 - d * a / 2
     return (1 + d * a / 2) / den, d * b / den

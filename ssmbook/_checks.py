@@ -1,0 +1,228 @@
+"""The shared argument validators of ``ssmbook``: one small set used by every module.
+
+Each validator takes the value and the argument's name, raises a ``ValueError`` (a wrong value,
+shape, range or device) or a ``TypeError`` (a wrong kind of object or dtype) whose message names
+the argument and says what was expected, and returns the value in its checked form.  Public
+functions call them at their entry, so a misuse is reported where the user made it.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+__all__ = []  # private helpers: no public API here
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """A wrong kind of object or dtype: a ``TypeError``, and also a ``ValueError`` so that code
+    that catches ``ValueError`` for every bad argument keeps working."""
+
+
+def describe(x) -> str:
+    """A short description of ``x`` for error messages: shape, dtype and device of an array."""
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        return f"{type(x).__name__} {x!r}" if isinstance(x, (numbers.Number, str)) else type(x).__name__
+    text = f"shape {tuple(shape)}, dtype {x.dtype}"
+    device = getattr(x, "device", None)
+    if device is not None and not isinstance(x, np.ndarray):
+        text += f", device {device}"
+    return text
+
+
+# ------------------------------------------------------------------------------------ scalars
+def positive_int(value, name: str, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an int in ``[minimum, maximum]`` (bool and floats rejected)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ArgumentTypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f" and <= {maximum}" if maximum is not None else ""
+        raise ValueError(f"{name} must be an int >= {minimum}{upper}, got {value}")
+    return value
+
+
+def real_scalar(value, name: str, *, low=None, high=None, low_open: bool = False,
+                high_open: bool = False) -> float:
+    """``value`` as a finite float in the given range (``low_open``: strict lower bound)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if hasattr(value, "ndim") and getattr(value, "ndim", 1) == 0 and hasattr(value, "item"):
+        value = value.item()                                  # a 0-dim torch tensor
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ArgumentTypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    lo = "" if low is None else (f"> {low}" if low_open else f">= {low}")
+    hi = "" if high is None else (f"< {high}" if high_open else f"<= {high}")
+    want = " and ".join(s for s in (lo, hi) if s) or "finite"
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number ({want}), got {value}")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name} must be {want}, got {value}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"{name} must be {want}, got {value}")
+    return value
+
+
+def positive_scalar(value, name: str) -> float:
+    """A positive finite real number (a step size, a rate)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ArgumentTypeError(f"{name} must be a positive finite scalar, got {describe(value)}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite scalar, got {value}")
+    return value
+
+
+def one_of(value, name: str, choices) -> object:
+    """``value`` must be one of ``choices``."""
+    if not isinstance(value, str if all(isinstance(c, str) for c in choices) else object) \
+            or value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def sizes(name: str, value, *, allow_symbols: bool = True):
+    """A non-negative size (int, an array of ints, or a sympy expression when ``allow_symbols``)."""
+    if allow_symbols and type(value).__module__.startswith("sympy"):
+        return value
+    arr = np.asarray(value)
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
+        raise ArgumentTypeError(f"{name} must be a non-negative int (or array of ints), got {describe(value)}")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+        raise ValueError(f"{name} must be a non-negative integer count, got {value!r}")
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be non-negative (a size or count), got {value!r}")
+    return value
+
+
+# ------------------------------------------------------------------------------------ numpy
+def array(x, name: str, *, ndim=None, shape_doc: str | None = None, complex_ok: bool = False,
+          finite: bool = True, allow_neg_inf: bool = False, min_size: int = 1) -> np.ndarray:
+    """``x`` as a float64 (or complex128) ndarray; NaN (and ±inf unless allowed) rejected."""
+    doc = f" of shape {shape_doc}" if shape_doc else ""
+    if hasattr(x, "detach") and hasattr(x, "numpy"):
+        raise ArgumentTypeError(f"{name} must be a NumPy array{doc} (float64), got a torch.Tensor")
+    try:
+        arr = np.asarray(x)
+    except Exception:                                         # ragged lists and the like
+        raise ArgumentTypeError(f"{name} must be a numeric array{doc}, got {type(x).__name__}") from None
+    kinds = "biuf" + ("c" if complex_ok else "")
+    if arr.dtype == np.bool_ or arr.dtype.kind not in kinds:
+        want = "a real or complex" if complex_ok else "a real (float64)"
+        raise ArgumentTypeError(f"{name} must be {want} array{doc}, got dtype {arr.dtype}")
+    arr = arr.astype(np.complex128 if arr.dtype.kind == "c" else np.float64)
+    if ndim is not None:
+        allowed = ndim if isinstance(ndim, tuple) else (ndim,)
+        if arr.ndim not in allowed:
+            raise ValueError(f"{name} must have shape {shape_doc or f'with {ndim} dims'}, "
+                             f"got shape {arr.shape}")
+    if arr.size < min_size:
+        raise ValueError(f"{name} must not be empty (shape {shape_doc or '...'}), got shape {arr.shape}")
+    if finite or np.isnan(arr).any():
+        bad = ~np.isfinite(arr) if finite else np.isnan(arr)
+        if allow_neg_inf:
+            bad &= ~(np.isneginf(arr.real) if arr.dtype.kind == "c" else np.isneginf(arr))
+        if bad.any():
+            allowed_text = " (-inf, a log of 0, is allowed)" if allow_neg_inf else ""
+            raise ValueError(f"{name} must contain only finite values{allowed_text}, got NaN or inf")
+    return arr
+
+
+# ------------------------------------------------------------------------------------ torch
+_LAYOUT_HINT = "{name} must have shape {doc}, got {got}{hint}"
+
+
+def tensor(x, name: str, *, ndim=None, shape_doc: str | None = None, floating: bool = True,
+           complex_ok: bool = False, integer: bool = False, like=None, min_sizes=None):
+    """``x`` must be a torch tensor of the right kind, rank and (optionally) the dtype/device of ``like``.
+
+    ``floating``: a real floating dtype; ``complex_ok``: complex also allowed; ``integer``: an
+    int64 tensor (token ids).  ``min_sizes``: a dict ``{axis: (label, minimum)}`` of sizes that
+    must be at least ``minimum`` (e.g. a non-empty batch).
+    """
+    import torch
+
+    doc = f" of shape {shape_doc}" if shape_doc else ""
+    if not isinstance(x, torch.Tensor):
+        raise ArgumentTypeError(f"{name} must be a torch.Tensor{doc}, got {type(x).__name__}")
+    if integer:
+        if x.dtype != torch.int64:
+            raise ArgumentTypeError(f"{name} must be an int64 tensor{doc} (token ids), got dtype {x.dtype}")
+    elif floating:
+        ok = x.is_floating_point() or (complex_ok and x.is_complex())
+        if not ok:
+            want = "a floating-point or complex" if complex_ok else "a real floating-point"
+            raise ArgumentTypeError(f"{name} must be {want} tensor{doc}, got dtype {x.dtype}")
+    if ndim is not None:
+        allowed = ndim if isinstance(ndim, tuple) else (ndim,)
+        if x.dim() not in allowed:
+            raise ValueError(f"{name} must have shape {shape_doc or f'with {ndim} dims'}, "
+                             f"got {describe(x)}")
+    for axis, (label, minimum) in (min_sizes or {}).items():
+        if x.dim() > axis and x.shape[axis] < minimum:
+            raise ValueError(f"{name} must have {label} >= {minimum} (shape {shape_doc}), "
+                             f"got shape {tuple(x.shape)}")
+    if like is not None:
+        same_dtype_device(x, name, like)
+    return x
+
+
+def same_dtype_device(x, name: str, like, what: str = "the model's parameters") -> None:
+    """``x`` must share ``like``'s device and floating dtype."""
+    if x.device != like.device:
+        raise ValueError(f"{name} must be on the device of {what} ({like.device}), got {x.device}")
+    if (x.is_floating_point() or x.is_complex()) and x.dtype != like.dtype:
+        raise ArgumentTypeError(f"{name} must have the dtype of {what} ({like.dtype}), got {x.dtype}")
+
+
+def module_input(x, name: str, module, *, ndim: int, shape_doc: str, last: int | None = None,
+                 axis_sizes=None):
+    """A floating input of a ``nn.Module``: rank, non-empty axes, last-axis size, and the dtype
+    and device of the module's first parameter."""
+    tensor(x, name, ndim=ndim, shape_doc=shape_doc)
+    if last is not None and x.shape[-1] != last:
+        raise ValueError(f"{name} must have shape {shape_doc}, got {describe(x)}")
+    for axis, size in (axis_sizes or {}).items():
+        if x.shape[axis] != size:
+            raise ValueError(f"{name} must have shape {shape_doc}, got {describe(x)}")
+    if x.numel() == 0:
+        raise ValueError(f"{name} must not be empty (shape {shape_doc}), got shape {tuple(x.shape)}")
+    param = next(module.parameters(), None)
+    if param is not None:
+        same_dtype_device(x, name, param)
+    return x
+
+
+def token_ids(tokens, name: str, vocab: int, *, ndim: int, shape_doc: str, device=None):
+    """int64 token ids of rank ``ndim``, non-empty, each in ``[0, vocab)``, on ``device``."""
+    tensor(tokens, name, ndim=ndim, shape_doc=shape_doc, integer=True)
+    if tokens.numel() == 0:
+        raise ValueError(f"{name} must not be empty (shape {shape_doc}), got shape {tuple(tokens.shape)}")
+    if device is not None and tokens.device != device:
+        raise ValueError(f"{name} must be on the model's device ({device}), got {tokens.device}")
+    lo, hi = int(tokens.min()), int(tokens.max())
+    if lo < 0 or hi >= vocab:
+        raise ValueError(f"{name} must hold token ids in [0, vocab_size={vocab}), got range [{lo}, {hi}]")
+    return tokens
+
+
+def state_batch(state_shape, batch: int, name: str, expected) -> None:
+    """A carried state must have been built for this batch size and these sizes."""
+    if tuple(state_shape) != tuple(expected):
+        hint = ""
+        if len(state_shape) == len(expected) and state_shape[0] != batch \
+                and tuple(state_shape[1:]) == tuple(expected[1:]):
+            hint = f" (it was built for batch {state_shape[0]}, the input has batch {batch})"
+        raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(state_shape)}{hint}")
+
+
+def kernel_max_state() -> int:
+    """The largest state size N the Triton selective-scan kernels accept."""
+    from .selective import MAX_STATE
+
+    return MAX_STATE
