@@ -26,6 +26,8 @@ import itertools
 
 import numpy as np
 
+from . import _checks
+
 __all__ = [
     "HMM",
     "brute_force_likelihood",
@@ -139,14 +141,28 @@ def prefix_products(mats: np.ndarray, logs: np.ndarray | None = None):
     return _scan(mats, logs)
 
 
-def _scan(mats, logs):
+def _normalize_log(logmats: np.ndarray, logs: np.ndarray):
+    """Log-space twin of :func:`_normalize`: shift each log-matrix so its largest entry is 0."""
+    peak = logmats.max(axis=(-2, -1))
+    zero = ~np.isfinite(peak)
+    peak = np.where(zero, 0.0, peak)
+    return logmats - peak[..., None, None], np.where(zero, -np.inf, logs + peak)
+
+
+def _combine_log(later, earlier):
+    """The scan operator on log-matrices: every entry keeps its own exponent, none underflows."""
+    (y, s), (x, r) = later, earlier
+    return _normalize_log(_log_matmul(y, x), s + r)
+
+
+def _scan(mats, logs, combine=_combine):
     T = mats.shape[0]
     if T == 1:
         return mats, logs
     half = T // 2
     # pair products: Q_k = M_{2k+1} M_{2k}
-    q, ql = _combine((mats[1:2 * half:2], logs[1:2 * half:2]), (mats[0:2 * half:2], logs[0:2 * half:2]))
-    rq, rql = _scan(q, ql)  # rq[k] = prefix product up to index 2k+1
+    q, ql = combine((mats[1:2 * half:2], logs[1:2 * half:2]), (mats[0:2 * half:2], logs[0:2 * half:2]))
+    rq, rql = _scan(q, ql, combine)  # rq[k] = prefix product up to index 2k+1
     out = np.empty_like(mats)
     out_l = np.empty_like(logs)
     out[1:2 * half:2], out_l[1:2 * half:2] = rq, rql
@@ -154,14 +170,36 @@ def _scan(mats, logs):
     if T > 2:
         # even positions 2k (k >= 1): M_{2k} times the prefix up to 2k-1
         idx = np.arange(2, T, 2)
-        e, el = _combine((mats[idx], logs[idx]), (rq[(idx // 2) - 1], rql[(idx // 2) - 1]))
+        e, el = combine((mats[idx], logs[idx]), (rq[(idx // 2) - 1], rql[(idx // 2) - 1]))
         out[idx], out_l[idx] = e, el
     return out, out_l
 
 
-def log_matmul(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Matrix product in log space: ``log(exp(X) @ exp(Y))``, computed stably (broadcasts batch dims)."""
+def _log_matmul(X, Y):
     return _logsumexp(X[..., :, :, None] + Y[..., None, :, :], axis=-2)
+
+
+def log_matmul(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Matrix product in log space: ``log(exp(X) @ exp(Y))``, computed stably (broadcasts batch dims).
+
+    ``X`` (..., n, k) and ``Y`` (..., k, m) float64 log-values (``-inf`` = log 0 allowed, NaN not).
+    """
+    X = _checks.array(X, "X", shape_doc="(..., n, k)", finite=False, min_size=0)
+    Y = _checks.array(Y, "Y", shape_doc="(..., k, m)", finite=False, min_size=0)
+    if X.ndim < 2:
+        raise ValueError(f"X must have shape (..., n, k) (at least 2 dims), got shape {X.shape}")
+    if Y.ndim < 2:
+        raise ValueError(f"Y must have shape (..., k, m) (at least 2 dims), got shape {Y.shape}")
+    if X.shape[-1] != Y.shape[-2]:
+        raise ValueError(f"X and Y must have matching inner dimensions (X (..., n, k), Y (..., k, m)), "
+                         f"got X {X.shape} and Y {Y.shape}")
+    if np.any(np.isposinf(X)) or np.any(np.isposinf(Y)):
+        raise ValueError("X and Y must be log-values below +inf (a +inf entry has no finite product)")
+    try:
+        np.broadcast_shapes(X.shape[:-2], Y.shape[:-2])
+    except ValueError:
+        raise ValueError(f"X and Y must have broadcastable batch dims, got X {X.shape} and Y {Y.shape}") from None
+    return _log_matmul(X, Y)
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,7 +435,8 @@ class HMM:
         """The forward pass as an associative scan of matrix products: ``(alpha_hat, log_prefix)``.
 
         ``alpha_t = P_t alpha_1`` with ``P_t = M_t M_{t-1} ... M_2`` (:meth:`transition_matrices`);
-        the prefix products come from :func:`prefix_products` (pairwise tree, scaled form).
+        the prefix products come from the same pairwise tree as :func:`prefix_products`, carried
+        in log space (every entry keeps its exponent, so long near-deterministic chains stay exact).
         ``alpha_hat[t] = P(z_t | o_1..o_t)`` as in :meth:`forward` and
         ``log_prefix[t] = log P(o_1..o_t)`` (so ``log_prefix[-1]`` is the log-likelihood).
         """
@@ -412,13 +451,17 @@ class HMM:
             return alpha, log_prefix
         alpha[0], log_prefix[0] = a1 / s1, np.log(s1)
         if T > 1:
-            P, logs = prefix_products(self.transition_matrices(obs))
-            a = P @ alpha[0]                                   # (T-1, N), each times exp(logs)
-            s = a.sum(axis=1)
-            ok = (s > 0) & np.isfinite(logs)
-            alpha[1:][ok] = a[ok] / s[ok, None]
-            with np.errstate(divide="ignore"):
-                log_prefix[1:] = np.where(ok, logs + _log(s) + log_prefix[0], -np.inf)
+            # The pairwise tree in log space: each entry of each product keeps its own exponent,
+            # so the entries this forward pass uses survive however far they fall below the
+            # largest one (a scaled product, max entry 1, would round them to 0 after a few
+            # hundred near-deterministic steps).
+            log_M = _log(self.transition_matrices(obs))
+            lP, lscale = _scan(*_normalize_log(log_M, np.zeros(T - 1)), _combine_log)
+            la = _logsumexp(lP + _log(alpha[0])[None, None, :], axis=2) + lscale[:, None]  # (T-1, N)
+            ls = _logsumexp(la, axis=1)
+            ok = np.isfinite(ls)
+            alpha[1:][ok] = np.exp(la[ok] - ls[ok, None])
+            log_prefix[1:] = np.where(ok, ls + log_prefix[0], -np.inf)
         return alpha, log_prefix
 
 
