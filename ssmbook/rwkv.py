@@ -308,26 +308,34 @@ def wkv6_recurrent(r, log_w, k, v, u, state=None, return_state=False):
 def wkv6_parallel(r, log_w, k, v, u, state=None, return_state=False):
     """WKV-6 in parallel form: decays between any two steps from a cumulative sum of ``log_w``.
 
-    ``prod_{s=i+1}^{t-1} w_s = exp(L_{t-1} - L_i)`` with ``L_t = sum_{s<=t} log_w_s``; only
-    ``i < t`` is evaluated (the other entries would be positive exponents), so nothing overflows
-    when ``log_w <= 0``.  Memory O(batch * T^2 * H * K).
+    ``prod_{s=i+1}^{t-1} w_s = exp(sum_{s=i+1}^{t-1} log_w_s)``, each sum formed from its own
+    terms (not as a difference of prefix sums, which cancels for huge decays and is NaN for a
+    decay of exactly 0, ``log_w = -inf``); only ``i < t`` is evaluated, so nothing overflows when
+    ``log_w <= 0``.  Memory O(batch * T^2 * H * K).
     """
     B, T, H, K, V = _check_wkv6_args(r, log_w, k, v, u)
     S0 = _check_wkv6_state(state, B, H, K, V, k)
-    L = torch.cumsum(log_w, dim=1)  # L_t
-    Lprev = L - log_w  # L_{t-1}
     t = torch.arange(T, device=k.device)
-    causal = (t[:, None] > t[None, :])[None, :, :, None, None]
-    diff = Lprev[:, :, None] - L[:, None, :]  # (B, T, T, H, K) indexed [b, t, i, h, k]
-    decay = torch.exp(torch.where(causal, diff, torch.full_like(diff, -math.inf)))
+    # seg[b, t, i] = sum_{s=i+1}^{t-1} log_w_s for i < t, summed from the terms themselves
+    # (a masked cumulative sum along t), never as a difference of two prefix sums: that
+    # difference cancels when the prefix sums are huge (log_w ~ -1e4) and is -inf - (-inf) = NaN
+    # when a decay is exactly 0.
+    causal = (t[:, None] > t[None, :])[None, :, :, None, None]           # [t, i]: i < t
+    terms = torch.where(causal, log_w[:, :, None], torch.zeros((), dtype=k.dtype, device=k.device))
+    run = torch.cumsum(terms, dim=1)                                      # [t, i] = sum_{s=i+1}^{t}
+    seg = torch.cat([torch.zeros_like(run[:, :1]), run[:, :-1]], dim=1)  # [t, i] = sum_{s=i+1}^{t-1}
+    decay = torch.exp(torch.where(causal, seg, torch.full_like(seg, -math.inf)))  # (B, T, T, H, K)
     A = torch.einsum("bthk,btihk,bihk->bhti", r, decay, k)
     A = A + torch.diag_embed(torch.einsum("bthk,hk,bthk->bht", r, u, k))
     y = torch.einsum("bhti,bihv->bthv", A, v)
+    Lprev = torch.cumsum(torch.cat([torch.zeros_like(log_w[:, :1]), log_w[:, :-1]], dim=1), dim=1)
     y = y + torch.einsum("bthk,bhkv->bthv", r * torch.exp(Lprev), S0)
     if not return_state:
         return y
-    to_end = torch.exp(L[:, -1:] - L)  # (B, T, H, K): prod_{s=i+1}^{T-1} w_s
-    S = torch.exp(L[:, -1])[..., None] * S0 + torch.einsum("bihk,bihv->bhkv", to_end * k, v)
+    # prod_{s=i+1}^{T-1} w_s as a reversed cumulative sum of the later terms (no subtraction)
+    later = torch.cat([log_w[:, 1:], torch.zeros_like(log_w[:, :1])], dim=1)
+    to_end = torch.exp(torch.flip(torch.cumsum(torch.flip(later, [1]), dim=1), [1]))
+    S = torch.exp(log_w.sum(dim=1))[..., None] * S0 + torch.einsum("bihk,bihv->bhkv", to_end * k, v)
     return y, S
 
 
