@@ -35,12 +35,13 @@ def describe(x) -> str:
 # ------------------------------------------------------------------------------------ scalars
 def positive_int(value, name: str, *, minimum: int = 1, maximum: int | None = None) -> int:
     """``value`` as an int in ``[minimum, maximum]`` (bool and floats rejected)."""
+    kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    upper = f" <= {maximum}" if maximum is not None else ""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ArgumentTypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
+        raise ArgumentTypeError(f"{name} must be {kind}{upper}, got {type(value).__name__} {value!r}")
     value = int(value)
     if value < minimum or (maximum is not None and value > maximum):
-        upper = f" and <= {maximum}" if maximum is not None else ""
-        raise ValueError(f"{name} must be an int >= {minimum}{upper}, got {value}")
+        raise ValueError(f"{name} must be {kind}{upper}, got {value}")
     return value
 
 

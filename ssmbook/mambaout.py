@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import _checks
+
 MODES = ("causal", "full")
 
 
@@ -45,9 +47,7 @@ def _check_mode(mode) -> None:
 
 
 def _check_positive_int(name: str, v) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive int, got {v!r}")
-    return int(v)
+    return _checks.positive_int(v, name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -369,6 +369,8 @@ def transformer_block_flops(L, D, mlp_ratio=4) -> dict:
     of width ``D``: the *linear* term (QKV and output projections, ``8 L D²``; MLP, ``4 r L D²``)
     and the *quadratic* term (``q kᵀ`` and ``A v``, ``2 L² D`` each).  Works on ints or sympy symbols.
     Norms, softmax, activations and biases are left out (lower order)."""
+    for name, value in (("L", L), ("D", D), ("mlp_ratio", mlp_ratio)):
+        _checks.sizes(name, value)
     linear = 2 * L * D * 3 * D + 2 * L * D * D + 2 * 2 * L * D * (mlp_ratio * D)
     quadratic = 2 * L * L * D + 2 * L * L * D
     return {"linear": linear, "quadratic": quadratic, "total": linear + quadratic}
@@ -406,6 +408,8 @@ def count_flops(module: nn.Module, *inputs) -> int:
 
 def kv_cache_floats(t, D: int, n_layers: int = 1):
     """Floats a causal Transformer keeps after ``t`` tokens: a key and a value per token per layer."""
+    _checks.sizes("t", t, allow_symbols=False)
+    D, n_layers = _checks.positive_int(D, "D"), _checks.positive_int(n_layers, "n_layers")
     return 2 * np.asarray(t) * D * n_layers
 
 
@@ -413,6 +417,9 @@ def mamba_state_floats(D: int, d_state: int = 16, expand: int = 2, d_conv: int =
     """Floats a Mamba block keeps, whatever ``t``: the SSM state ``(expand·D, d_state)`` plus the
     last ``d_conv`` inputs of its causal conv ``(expand·D, d_conv)``, as ``MambaBlock.allocate_state``
     stores them (``d_conv - 1`` would do; the newest one is overwritten at once)."""
+    for name, value in (("D", D), ("d_state", d_state), ("expand", expand), ("d_conv", d_conv),
+                        ("n_layers", n_layers)):
+        _checks.positive_int(value, name)
     inner = expand * D
     return n_layers * inner * (d_state + d_conv)
 

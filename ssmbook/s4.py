@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _checks
 from .discretize import zoh_diag_torch
 
 __all__ = [
@@ -50,13 +51,11 @@ def _np_array(x, name, ndim=None, allow_complex=True):
         raise ValueError(f"{name} must have dtype {want}, got {x.dtype}")
     if ndim is not None and x.ndim not in (ndim if isinstance(ndim, tuple) else (ndim,)):
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {x.shape}")
-    return x
+    return _checks.array(x, name, complex_ok=allow_complex, min_size=0)     # NaN and inf rejected
 
 
 def _check_N(N, name="N"):
-    if not isinstance(N, (int, np.integer)) or isinstance(N, bool) or N < 1:
-        raise ValueError(f"{name} must be a positive int, got {N!r}")
-    return int(N)
+    return _checks.positive_int(N, name)
 
 
 def _system(Ab, Bb, C):
@@ -329,10 +328,12 @@ def recurrent(Ab, Bb, C, u, h0=None, return_state: bool = False):
     if u.ndim < 1 or u.shape[-1] < 1:
         raise ValueError(f"u must have shape (..., L) with L ≥ 1, got {u.shape}")
     N = Ab.shape[0]
-    dtype = np.result_type(Ab, Bb, C, u)
-    h = np.zeros(u.shape[:-1] + (N,), dtype=dtype)
     if h0 is not None:
         h0 = _np_array(h0, "h0")
+    # a complex h0 makes the whole run complex, even for a real system and input
+    dtype = np.result_type(Ab, Bb, C, u, *(() if h0 is None else (h0,)))
+    h = np.zeros(u.shape[:-1] + (N,), dtype=dtype)
+    if h0 is not None:
         if h0.shape != h.shape:
             raise ValueError(f"h0 must have shape {h.shape} (u's batch dims + (N,)), got {h0.shape}")
         h = h + h0
