@@ -20,7 +20,8 @@ import numpy as np
 import scipy.integrate
 import scipy.linalg
 
-from .discretize import _as_float_array, _check_AB, zoh
+from . import _checks
+from .discretize import _check_AB, zoh
 from .s4 import kernel as s4_kernel
 
 __all__ = ["ContinuousSSM", "is_stable", "recurrence", "recurrence_diag", "kernel", "causal_convolve",
@@ -29,7 +30,7 @@ __all__ = ["ContinuousSSM", "is_stable", "recurrence", "recurrence_diag", "kerne
 
 def is_stable(A, margin: float = 0.0) -> bool:
     """True when every eigenvalue of A has real part < -margin (asymptotic stability of h' = Ah)."""
-    A = _as_float_array(A, "A")
+    A = _checks.array(A, "A", min_size=0)
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"A must be a square matrix of shape (N, N), got shape {A.shape}")
     return bool(np.all(np.linalg.eigvals(A).real < -margin))
@@ -47,7 +48,7 @@ class ContinuousSSM:
     def __init__(self, A, B, C, D=0.0):
         A, B = _check_AB(A, B)
         N = A.shape[0]
-        C = _as_float_array(C, "C")
+        C = _checks.array(C, "C", min_size=0)
         if C.ndim not in (1, 2) or C.shape[-1] != N:
             raise ValueError(f"C must have shape (N,) or (P, N) with N = {N}, got shape {C.shape}")
         self.siso = B.ndim == 1 and C.ndim == 1
@@ -55,7 +56,7 @@ class ContinuousSSM:
         self.B = B.reshape(N, -1)
         self.C = C.reshape(-1, N)
         self.N, self.M, self.P = N, self.B.shape[1], self.C.shape[0]
-        D = _as_float_array(D, "D")
+        D = _checks.array(D, "D", min_size=0)
         if D.ndim == 0:
             if self.M != self.P and D != 0:
                 raise ValueError(f"a scalar D needs as many inputs as outputs (M = {self.M}, "
@@ -87,13 +88,13 @@ class ContinuousSSM:
 
     # ------------------------------------------------------------------ helpers
     def _check_times(self, t) -> np.ndarray:
-        t = _as_float_array(t, "t")
+        t = _checks.array(t, "t", min_size=0)
         if t.ndim != 1 or t.shape[0] == 0:
             raise ValueError(f"t must be a non-empty 1-D array of times, got shape {t.shape}")
         return t
 
     def _check_input(self, x, L) -> np.ndarray:
-        x = _as_float_array(x, "x")
+        x = _checks.array(x, "x", min_size=0)
         if self.M == 1 and x.shape == (L,):
             return x.reshape(L, 1)
         if x.shape != (L, self.M):
@@ -150,7 +151,7 @@ class ContinuousSSM:
         if h0 is None:
             h = np.zeros(self.N)
         else:
-            h = _as_float_array(h0, "h0")
+            h = _checks.array(h0, "h0", min_size=0)
             if h.shape != (self.N,):
                 raise ValueError(f"h0 must have shape (N,) = ({self.N},), got shape {h.shape}")
         H = np.empty((L, self.N))
@@ -197,14 +198,14 @@ class ContinuousSSM:
 
 # ----------------------------------------------------------------------------- discrete views
 def _check_discrete(Ab, Bb, C):
-    Ab = _as_float_array(Ab, "Ab")
+    Ab = _checks.array(Ab, "Ab", min_size=0)
     if Ab.ndim != 2 or Ab.shape[0] != Ab.shape[1]:
         raise ValueError(f"Ab must be a square matrix of shape (N, N), got shape {Ab.shape}")
     N = Ab.shape[0]
-    Bb = _as_float_array(Bb, "Bb")
+    Bb = _checks.array(Bb, "Bb", min_size=0)
     if Bb.shape != (N,):
         raise ValueError(f"Bb must have shape (N,) = ({N},) (one input), got shape {Bb.shape}")
-    C = _as_float_array(C, "C")
+    C = _checks.array(C, "C", min_size=0)
     if C.shape != (N,):
         raise ValueError(f"C must have shape (N,) = ({N},) (one output), got shape {C.shape}")
     return Ab, Bb, C
@@ -216,10 +217,10 @@ def recurrence(Ab, Bb, C, x, D: float = 0.0, h0=None):
     Ab (N, N), Bb (N,), C (N,), x (L,).  A plain float64 loop; returns y of shape (L,).
     """
     Ab, Bb, C = _check_discrete(Ab, Bb, C)
-    x = _as_float_array(x, "x")
+    x = _checks.array(x, "x", min_size=0)
     if x.ndim != 1:
         raise ValueError(f"x must have shape (L,), got shape {x.shape}")
-    h = np.zeros(Ab.shape[0]) if h0 is None else _as_float_array(h0, "h0")
+    h = np.zeros(Ab.shape[0]) if h0 is None else _checks.array(h0, "h0", min_size=0)
     if h.shape != (Ab.shape[0],):
         raise ValueError(f"h0 must have shape (N,) = ({Ab.shape[0]},), got shape {h.shape}")
     y = np.empty(x.shape[0])
@@ -238,16 +239,16 @@ def recurrence_diag(ab, bb, c, x):
     """
     import scipy.signal
 
-    ab = _as_float_array(ab, "ab", allow_complex=True)
+    ab = _checks.array(ab, "ab", complex_ok=True, min_size=0)
     if ab.ndim != 1 or ab.shape[0] == 0:
         raise ValueError(f"ab must have shape (N,), got shape {ab.shape}")
     N = ab.shape[0]
-    bb = _as_float_array(bb, "bb", allow_complex=True)
-    c = _as_float_array(c, "c", allow_complex=True)
+    bb = _checks.array(bb, "bb", complex_ok=True, min_size=0)
+    c = _checks.array(c, "c", complex_ok=True, min_size=0)
     for name, v in (("bb", bb), ("c", c)):
         if v.shape != (N,):
             raise ValueError(f"{name} must have shape (N,) = ({N},), got shape {v.shape}")
-    x = _as_float_array(x, "x")
+    x = _checks.array(x, "x", min_size=0)
     if x.ndim != 1:
         raise ValueError(f"x must have shape (L,), got shape {x.shape}")
     y = np.zeros(x.shape[0], dtype=np.result_type(ab, bb, c, np.float64))
@@ -259,15 +260,14 @@ def recurrence_diag(ab, bb, c, x):
 def kernel(Ab, Bb, C, L: int):
     """The convolutional view (SISO): K_k = C Ab^k Bb for k = 0..L-1, so y = K * x.  Shape (L,)."""
     Ab, Bb, C = _check_discrete(Ab, Bb, C)
-    if not isinstance(L, (int, np.integer)) or L < 1:
-        raise ValueError(f"L must be a positive int, got {L!r}")
+    L = _checks.positive_int(L, "L")
     return s4_kernel(Ab, Bb, C, int(L))   # the matrix-power loop of chapter 4 (ssmbook.s4.kernel)
 
 
 def causal_convolve(K, x):
     """y_k = Σ_{j≤k} K_j x_{k-j} for 1-D K and x of the same length L (direct sum, float64)."""
-    K = _as_float_array(K, "K")
-    x = _as_float_array(x, "x")
+    K = _checks.array(K, "K", min_size=0)
+    x = _checks.array(x, "x", min_size=0)
     if K.ndim != 1 or x.shape != K.shape:
         raise ValueError(f"K and x must be 1-D of the same length, got shapes {K.shape} and {x.shape}")
     return np.convolve(K, x)[: x.shape[0]]
@@ -279,8 +279,9 @@ def spring_mass_damper(m: float = 1.0, k: float = 4.0, c: float = 0.8) -> Contin
 
     State h = (position, velocity); output y = position.  h' = [[0, 1], [-k/m, -c/m]] h + [0, 1/m] x.
     """
-    if m <= 0:
-        raise ValueError(f"m must be positive, got {m}")
+    m = _checks.positive_scalar(m, "m")
+    k = _checks.real_scalar(k, "k", low=0.0)
+    c = _checks.real_scalar(c, "c", low=0.0)
     A = np.array([[0.0, 1.0], [-k / m, -c / m]])
     return ContinuousSSM(A, np.array([0.0, 1.0 / m]), np.array([1.0, 0.0]))
 
@@ -288,8 +289,9 @@ def spring_mass_damper(m: float = 1.0, k: float = 4.0, c: float = 0.8) -> Contin
 def diagonal_ssm(N: int, slowest: float = 0.1, fastest: float = 1.0) -> ContinuousSSM:
     """A SISO model with N decaying modes: A = −diag(rates), rates geometric from ``fastest`` down
     to ``slowest`` (N = 1 keeps only ``slowest``); B = 1, C = 1/N, so K(t) = mean(exp(−rate·t))."""
-    if not isinstance(N, (int, np.integer)) or N < 1:
-        raise ValueError(f"N must be a positive int, got {N!r}")
+    N = _checks.positive_int(N, "N")
+    slowest = _checks.positive_scalar(slowest, "slowest")
+    fastest = _checks.positive_scalar(fastest, "fastest")
     if not (0 < slowest <= fastest):
         raise ValueError(f"need 0 < slowest <= fastest, got slowest={slowest}, fastest={fastest}")
     rates = np.array([slowest]) if N == 1 else np.geomspace(fastest, slowest, N)
