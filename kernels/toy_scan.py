@@ -30,7 +30,7 @@ def toy_scan_kernel(a_ptr, b_ptr, h_ptr, L, BLOCK_L: tl.constexpr):
 def toy_scan(a, b):
     """h[r, t] = a[r, t] h[r, t-1] + b[r, t] (h[r, -1] = 0) for float32 tensors a, b (rows, L)."""
     if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
-        raise ValueError("a and b must be torch tensors")
+        raise TypeError("a and b must be torch tensors")
     if a.dim() != 2 or a.shape != b.shape or a.shape[1] < 1:
         raise ValueError(f"a and b must have one shape (rows, L) with L ≥ 1, got {tuple(a.shape)}, {tuple(b.shape)}")
     if a.dtype != torch.float32 or b.dtype != torch.float32 or a.device != b.device:

@@ -1,7 +1,6 @@
 """The toy Triton scan (ssmbook.kernels.toy_scan) against the loop recurrence."""
 import pytest
 import torch
-
 from ssmbook.kernels.toy_scan import toy_scan
 
 
