@@ -562,7 +562,7 @@ def _dplr_vector(x, name, N):
     return x.astype(np.complex128)
 
 
-def kernel_dplr(Lambda, P, Q, B, C, delta, L: int):
+def kernel_dplr(Lambda, P, Q, B, C, delta, L: int, C_is_tilde: bool = False):
     """S4's convolution kernel of a diagonal plus low-rank system, computed the way S4 does.
 
     The continuous system is ``x' = A x + B u``, ``y = C x`` with ``A = diag(Lambda) - P Q*``;
@@ -581,8 +581,9 @@ def kernel_dplr(Lambda, P, Q, B, C, delta, L: int):
     4. ``K = ifft(K̂)`` (numpy's convention: ``K̂_k = Σ_j K_j z_k^j``).
 
     At z = -1 (k = L/2, L even) g is infinite and the limit ``K̂ = Δ/2 · C̃ B`` is used.  Cost: four
-    Cauchy sums of N terms at each of the L frequencies, O(N L), plus an FFT; ``C̃`` is computed
-    once, here by repeated squaring of Ā (S4 learns C̃ directly instead).
+    Cauchy sums of N terms at each of the L frequencies, O(N L) (one (L, N) × (N, 4) product for
+    rank 1), plus an FFT.  ``C̃`` is computed here by repeated squaring of Ā, O(N³ log L), unless
+    ``C_is_tilde=True``: then ``C`` is taken to be C̃ already, as in S4, which learns C̃ directly.
 
     ``Lambda`` (N,) complex128 with Re < 0; ``P``, ``Q`` (N,) or (N, r) (rank r); ``B``, ``C`` (N,);
     float64 or complex128; ``delta`` a positive float; ``L`` a positive int.  Returns complex128
@@ -614,11 +615,15 @@ def kernel_dplr(Lambda, P, Q, B, C, delta, L: int):
     delta = float(delta)
     L = _check_N(L, "L")
 
-    # C̃ = C (I - Ā^L): the dense bilinear Ā once, its L-th power by repeated squaring
-    A = np.diag(Lambda) - P @ Q.conj().T
-    left = np.eye(N) - (delta / 2) * A
-    Ab = np.linalg.solve(left, np.eye(N) + (delta / 2) * A)
-    Ct = C - C @ np.linalg.matrix_power(Ab, L)
+    if not isinstance(C_is_tilde, bool):
+        raise ValueError(f"C_is_tilde must be a bool, got {C_is_tilde!r}")
+    if C_is_tilde:
+        Ct = C
+    else:  # C̃ = C (I - Ā^L): the dense bilinear Ā once, its L-th power by repeated squaring
+        A = np.diag(Lambda) - P @ Q.conj().T
+        left = np.eye(N) - (delta / 2) * A
+        Ab = np.linalg.solve(left, np.eye(N) + (delta / 2) * A)
+        Ct = C - C @ np.linalg.matrix_power(Ab, L)
 
     z = np.exp(-2j * np.pi * np.arange(L) / L)
     khat = np.empty(L, dtype=np.complex128)
@@ -628,11 +633,14 @@ def kernel_dplr(Lambda, P, Q, B, C, delta, L: int):
     g = (2.0 / delta) * (1 - zz) / (1 + zz)                      # (L',)
     R = 1.0 / (g[:, None] - Lambda[None, :])                     # (L', N): the diagonal resolvent
     Qs = Q.conj()                                                # rows of Q*, as (N, r)
-    k_CB = R @ (Ct * B)                                          # (L',)
-    k_CP = (R * Ct) @ P                                          # (L', r)
-    k_QB = (R * B) @ Qs                                          # (L', r)
-    k_QP = np.einsum("ln,nr,ns->lrs", R, Qs, P)                  # (L', r, r)
-    inner = np.eye(P.shape[1]) + k_QP
+    r = P.shape[1]
+    # all Cauchy sums in one product: columns C̃B, C̃P (r), Q*B (r), Q*P (r × r)
+    cols = np.concatenate([(Ct * B)[:, None], Ct[:, None] * P, Qs * B[:, None],
+                           (Qs[:, :, None] * P[:, None, :]).reshape(N, r * r)], axis=1)
+    k = R @ cols                                                 # (L', 1 + 2r + r²)
+    k_CB, k_CP, k_QB = k[:, 0], k[:, 1:1 + r], k[:, 1 + r:1 + 2 * r]
+    k_QP = k[:, 1 + 2 * r:].reshape(-1, r, r)                    # (L', r, r)
+    inner = np.eye(r) + k_QP
     corr = np.einsum("lr,lr->l", k_CP, np.linalg.solve(inner, k_QB[..., None])[..., 0])
     khat[~pole] = 2.0 / (1 + zz) * (k_CB - corr)
     return np.fft.ifft(khat)

@@ -122,3 +122,16 @@ def test_kernel_dplr_bad_inputs():
     with pytest.raises(ValueError, match="NumPy"):
         import torch
         s4.kernel_dplr(torch.tensor(Lambda), P, Q, B, C, 0.1, 8)
+
+
+def test_kernel_dplr_with_c_tilde_given():
+    rng = np.random.default_rng(11)
+    Lambda, P, Q, B, C = random_dplr(rng, 6)
+    delta, L = 0.3, 20
+    A = np.diag(Lambda) - np.outer(P, Q.conj())
+    Ab, _ = bilinear_dense(A, B, delta)
+    Ct = C @ (np.eye(6) - np.linalg.matrix_power(Ab, L))
+    np.testing.assert_allclose(s4.kernel_dplr(Lambda, P, Q, B, Ct, delta, L, C_is_tilde=True),
+                               s4.kernel_dplr(Lambda, P, Q, B, C, delta, L), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="C_is_tilde"):
+        s4.kernel_dplr(Lambda, P, Q, B, C, delta, L, C_is_tilde=1)
