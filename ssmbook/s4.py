@@ -535,3 +535,116 @@ def train_classifier(model, make_batch, steps: int, lr: float = 3e-3, eval_batch
         with torch.no_grad():
             hist["eval_acc"] = (model(eval_batch[0]).argmax(-1) == eval_batch[1]).float().mean().item()
     return hist
+
+
+# --------------------------------------------------------------------------- S4's DPLR kernel
+def hippo_legs_dplr(N: int):
+    """HiPPO-LegS in S4's diagonal plus low-rank (DPLR) form, in the eigenbasis of its normal part.
+
+    From :func:`hippo_legs_nplr`, ``A = S - P Pᵀ`` with ``S`` normal, ``S = V diag(Lambda) V*``
+    (V unitary, computed from the Hermitian matrix ``-i (S + I/2)``, hence stably).  In the basis V
+    the system ``(A, B, C)`` becomes ``(diag(Lambda) - P̃ P̃*, V* B, C V)`` with ``P̃ = V* P``: the
+    same kernel for every C.  Returns ``(Lambda, Pt, Bt, V)``: Lambda, Pt, Bt complex128 (N,),
+    V complex128 (N, N); ``A = V (diag(Lambda) - Pt Pt*) V*``.
+    """
+    N = _check_N(N)
+    S, P = hippo_legs_nplr(N)
+    _, B = hippo_legs(N)
+    W = S + 0.5 * np.eye(N)                      # skew-symmetric: -i W is Hermitian
+    w, V = np.linalg.eigh(-1j * W)               # W = V diag(i w) V*
+    Lambda = -0.5 + 1j * w
+    return Lambda, V.conj().T @ P, V.conj().T @ B, V
+
+
+def _dplr_vector(x, name, N):
+    x = _np_array(x, name)
+    if x.shape != (N,):
+        raise ValueError(f"{name} must have shape ({N},) to match Lambda ({N},), got {x.shape}")
+    return x.astype(np.complex128)
+
+
+def kernel_dplr(Lambda, P, Q, B, C, delta, L: int, C_is_tilde: bool = False):
+    """S4's convolution kernel of a diagonal plus low-rank system, computed the way S4 does.
+
+    The continuous system is ``x' = A x + B u``, ``y = C x`` with ``A = diag(Lambda) - P Q*``;
+    it is discretised with the bilinear rule, ``Ā = (I - Δ/2 A)⁻¹ (I + Δ/2 A)``,
+    ``B̄ = (I - Δ/2 A)⁻¹ Δ B``, and the result is ``K_j = C Ā^j B̄`` for j = 0..L-1, the same as
+    ``kernel(Ā, B̄, C, L)`` but without any power of Ā inside the length-L loop:
+
+    1. the truncated generating function ``K̂(z) = Σ_{j<L} K_j z^j = C̃ (I - Ā z)⁻¹ B̄`` with
+       ``C̃ = C (I - Ā^L)``, exact at the L roots of unity ``z_k = exp(-2πi k/L)`` (where z^L = 1);
+    2. with the bilinear Ā, ``(I - Ā z)⁻¹ B̄ = 2/(1+z) · (g(z) I - A)⁻¹ B``,
+       ``g(z) = (2/Δ)(1 - z)/(1 + z)``;
+    3. the Woodbury identity turns ``(g I - diag(Lambda) + P Q*)⁻¹`` into the diagonal resolvent
+       ``R = (g I - diag(Lambda))⁻¹`` plus a rank-r correction, so that
+       ``K̂ = 2/(1+z) · (k_CB - k_CP (I + k_QP)⁻¹ k_QB)`` with the Cauchy sums
+       ``k_XY(z) = Σ_n X_n Y_n / (g(z) - Lambda_n)`` (X a row of C̃ or Q*, Y a column of B or P);
+    4. ``K = ifft(K̂)`` (numpy's convention: ``K̂_k = Σ_j K_j z_k^j``).
+
+    At z = -1 (k = L/2, L even) g is infinite and the limit ``K̂ = Δ/2 · C̃ B`` is used.  Cost: four
+    Cauchy sums of N terms at each of the L frequencies, O(N L) (one (L, N) × (N, 4) product for
+    rank 1), plus an FFT.  ``C̃`` is computed here by repeated squaring of Ā, O(N³ log L), unless
+    ``C_is_tilde=True``: then ``C`` is taken to be C̃ already, as in S4, which learns C̃ directly.
+
+    ``Lambda`` (N,) complex128 with Re < 0; ``P``, ``Q`` (N,) or (N, r) (rank r); ``B``, ``C`` (N,);
+    float64 or complex128; ``delta`` a positive float; ``L`` a positive int.  Returns complex128
+    (L,): the kernel is complex in general; when the system is similar to a real one (HiPPO in its
+    eigenbasis, :func:`hippo_legs_dplr`) its imaginary part is round-off and ``.real`` is the kernel.
+    """
+    Lambda = _np_array(Lambda, "Lambda", ndim=1).astype(np.complex128)
+    N = Lambda.shape[0]
+    if N < 1:
+        raise ValueError("Lambda must have shape (N,) with N ≥ 1, got (0,)")
+    if not np.all(np.isfinite(Lambda)) or np.any(Lambda.real >= 0):
+        raise ValueError("Lambda must be finite with every real part < 0 (a stable diagonal part)")
+    lowrank = []
+    for name, x in (("P", P), ("Q", Q)):
+        x = _np_array(x, name, ndim=(1, 2)).astype(np.complex128)
+        if x.ndim == 1:
+            x = x[:, None]
+        if x.shape[0] != N or x.shape[1] < 1:
+            raise ValueError(f"{name} must have shape ({N},) or ({N}, r) to match Lambda ({N},), got {x.shape}")
+        lowrank.append(x)
+    P, Q = lowrank
+    if P.shape != Q.shape:
+        raise ValueError(f"P and Q must have the same shape (N, r), got {P.shape} and {Q.shape}")
+    B = _dplr_vector(B, "B", N)
+    C = _dplr_vector(C, "C", N)
+    if isinstance(delta, bool) or not isinstance(delta, (int, float, np.floating, np.integer)) \
+            or not (np.isfinite(delta) and delta > 0):
+        raise ValueError(f"delta must be a positive finite float, got {delta!r}")
+    delta = float(delta)
+    L = _check_N(L, "L")
+
+    if not isinstance(C_is_tilde, bool):
+        raise ValueError(f"C_is_tilde must be a bool, got {C_is_tilde!r}")
+    if C_is_tilde:
+        Ct = C
+    else:  # C̃ = C (I - Ā^L): the dense bilinear Ā once, its L-th power by repeated squaring
+        A = np.diag(Lambda) - P @ Q.conj().T
+        left = np.eye(N) - (delta / 2) * A
+        Ab = np.linalg.solve(left, np.eye(N) + (delta / 2) * A)
+        Ct = C - C @ np.linalg.matrix_power(Ab, L)
+
+    z = np.exp(-2j * np.pi * np.arange(L) / L)
+    khat = np.empty(L, dtype=np.complex128)
+    pole = np.isclose(z, -1.0, rtol=0, atol=1e-12)              # z = -1: the bilinear rule's limit
+    khat[pole] = (delta / 2) * (Ct @ B)
+    zz = z[~pole]
+    g = (2.0 / delta) * (1 - zz) / (1 + zz)                      # (L',)
+    R = 1.0 / (g[:, None] - Lambda[None, :])                     # (L', N): the diagonal resolvent
+    Qs = Q.conj()                                                # rows of Q*, as (N, r)
+    r = P.shape[1]
+    # all Cauchy sums in one product: columns C̃B, C̃P (r), Q*B (r), Q*P (r × r)
+    cols = np.concatenate([(Ct * B)[:, None], Ct[:, None] * P, Qs * B[:, None],
+                           (Qs[:, :, None] * P[:, None, :]).reshape(N, r * r)], axis=1)
+    k = R @ cols                                                 # (L', 1 + 2r + r²)
+    k_CB, k_CP, k_QB = k[:, 0], k[:, 1:1 + r], k[:, 1 + r:1 + 2 * r]
+    k_QP = k[:, 1 + 2 * r:].reshape(-1, r, r)                    # (L', r, r)
+    inner = np.eye(r) + k_QP
+    corr = np.einsum("lr,lr->l", k_CP, np.linalg.solve(inner, k_QB[..., None])[..., 0])
+    khat[~pole] = 2.0 / (1 + zz) * (k_CB - corr)
+    return np.fft.ifft(khat)
+
+
+__all__ += ["hippo_legs_dplr", "kernel_dplr"]
