@@ -296,3 +296,79 @@ def diagonal_ssm(N: int, slowest: float = 0.1, fastest: float = 1.0) -> Continuo
         raise ValueError(f"need 0 < slowest <= fastest, got slowest={slowest}, fastest={fastest}")
     rates = np.array([slowest]) if N == 1 else np.geomspace(fastest, slowest, N)
     return ContinuousSSM(-np.diag(rates), np.ones(N), np.full(N, 1.0 / N))
+
+
+# ----------------------------------------------------------------------------- frequency domain
+def transfer_function(ssm: ContinuousSSM, s) -> np.ndarray:
+    """H(s) = C (sI − A)⁻¹ B + D at the complex frequencies ``s`` (a scalar or a 1-D array).
+
+    For Re s larger than every Re λ(A), H(s) is the Laplace transform ∫₀^∞ K(t) e^{−st} dt of the
+    impulse response K(t) = C e^{tA} B (plus D); on the imaginary axis of a stable system,
+    H(iω) is the system's frequency response.  Returns complex values of shape ``s.shape`` for a
+    SISO model, else ``s.shape + (P, M)``.  Each s is a linear solve (no inverse is formed); an
+    s that is an eigenvalue of A raises ValueError.
+    """
+    if not isinstance(ssm, ContinuousSSM):
+        raise TypeError(f"ssm must be a ContinuousSSM, got {type(ssm).__name__}")
+    s_arr = np.asarray(s)
+    if s_arr.dtype.kind not in "iufc" or s_arr.ndim > 1:
+        raise ValueError(f"s must be a number or a 1-D array of numbers, got {s!r}")
+    flat = np.atleast_1d(s_arr).astype(complex)
+    eye = np.eye(ssm.N)
+    out = np.empty((flat.shape[0], ssm.P, ssm.M), dtype=complex)
+    for k, sk in enumerate(flat):
+        M = sk * eye - ssm.A
+        if np.linalg.cond(M) > 1e14:
+            raise ValueError(f"s = {sk} is (numerically) an eigenvalue of A: H(s) has a pole there")
+        out[k] = ssm.C @ np.linalg.solve(M, ssm.B) + ssm.D
+    if ssm.siso:
+        out = out[:, 0, 0]
+    return out.reshape(s_arr.shape + out.shape[1:])
+
+
+# ----------------------------------------------------------------------------- linear-Gaussian SSM
+def kalman_filter(F, H, Q, R, obs, m0, P0):
+    """The Kalman filter of the linear-Gaussian state-space model
+
+        z_t = F z_{t-1} + w_t,  w_t ~ N(0, Q);     o_t = H z_t + v_t,  v_t ~ N(0, R);
+        z_1 ~ N(F m0, F P0 Fᵀ + Q)  (the prior m0, P0 is for a "z_0" before the first step).
+
+    The continuous-state analogue of the HMM forward pass: the filtering distribution
+    p(z_t | o_{1:t}) stays Gaussian, N(m_t, P_t), with the predict/update recursion
+
+        m⁻ = F m_{t-1},  P⁻ = F P_{t-1} Fᵀ + Q,  S = H P⁻ Hᵀ + R,  K_t = P⁻ Hᵀ S⁻¹,
+        m_t = (I − K_t H) F m_{t-1} + K_t o_t,     P_t = (I − K_t H) P⁻.
+
+    The mean obeys a linear recurrence m_t = Ā_t m_{t-1} + B̄_t o_t with Ā_t = (I − K_t H) F and
+    B̄_t = K_t.  Shapes: F, Q (n, n); H (p, n); R (p, p); obs (T, p); m0 (n,); P0 (n, n).
+    Returns ``(means (T, n), covs (T, n, n), gains (T, n, p), loglik)`` where ``loglik`` is
+    log p(o_{1:T}) = Σ_t log N(o_t; H m⁻, S).
+    """
+    F, H, Q, R, P0 = (np.asarray(v, dtype=float) for v in (F, H, Q, R, P0))
+    m0 = np.asarray(m0, dtype=float)
+    obs = np.asarray(obs, dtype=float)
+    if F.ndim != 2 or F.shape[0] != F.shape[1]:
+        raise ValueError(f"F must be a square (n, n) matrix, got shape {F.shape}")
+    n = F.shape[0]
+    if H.ndim != 2 or H.shape[1] != n:
+        raise ValueError(f"H must have shape (p, n) with n = {n}, got shape {H.shape}")
+    p = H.shape[0]
+    for name, val, shape in (("Q", Q, (n, n)), ("R", R, (p, p)), ("P0", P0, (n, n)), ("m0", m0, (n,))):
+        if val.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got shape {val.shape}")
+    if obs.ndim != 2 or obs.shape[1] != p or obs.shape[0] < 1:
+        raise ValueError(f"obs must have shape (T, p) with T >= 1 and p = {p}, got shape {obs.shape}")
+    T = obs.shape[0]
+    means, covs, gains = np.empty((T, n)), np.empty((T, n, n)), np.empty((T, n, p))
+    m, P, loglik = m0, P0, 0.0
+    for t in range(T):
+        m_pred, P_pred = F @ m, F @ P @ F.T + Q
+        S = H @ P_pred @ H.T + R
+        K = np.linalg.solve(S, H @ P_pred).T          # P⁻ Hᵀ S⁻¹ (S and P⁻ symmetric)
+        resid = obs[t] - H @ m_pred
+        loglik += -0.5 * (p * np.log(2 * np.pi) + np.linalg.slogdet(S)[1]
+                          + resid @ np.linalg.solve(S, resid))
+        m = m_pred + K @ resid
+        P = (np.eye(n) - K @ H) @ P_pred
+        means[t], covs[t], gains[t] = m, P, K
+    return means, covs, gains, float(loglik)
