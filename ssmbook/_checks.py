@@ -157,7 +157,7 @@ def tensor(x, name: str, *, ndim=None, shape_doc: str | None = None, floating: b
     elif floating:
         ok = x.is_floating_point() or (complex_ok and x.is_complex())
         if not ok:
-            want = "a floating-point or complex" if complex_ok else "a real floating-point"
+            want = "a floating-point or complex" if complex_ok else "a floating-point"
             raise ArgumentTypeError(f"{name} must be {want} tensor{doc}, got dtype {x.dtype}")
     if ndim is not None:
         allowed = ndim if isinstance(ndim, tuple) else (ndim,)

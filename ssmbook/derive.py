@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import sympy as sp
 
+from . import _checks
+
 __all__ = ["symbols", "example_matrix", "ode_solution", "zoh_derivation", "zoh_scalar",
            "pade_exp", "discretization_rules", "local_error"]
 
@@ -119,8 +121,8 @@ def pade_exp(m: int, n: int):
     Derived, not looked up: the m + n + 1 unknown coefficients are fixed by asking that
     Q(z) eᶻ − P(z) = O(z^{m+n+1}), a linear system solved by sympy.  Returns the rational function.
     """
-    if not (isinstance(m, int) and isinstance(n, int) and m >= 0 and n >= 0):
-        raise ValueError(f"m and n must be non-negative ints, got m={m!r}, n={n!r}")
+    m = _checks.positive_int(m, "m", minimum=0)
+    n = _checks.positive_int(n, "n", minimum=0)
     z = symbols()["z"]
     p = sp.symbols(f"p0:{m + 1}")
     q = (1,) + sp.symbols(f"q1:{n + 1}")
@@ -156,6 +158,10 @@ def local_error(R, order: int = 6):
     accumulate O(Δ^p): the method has order p.  Returns ``(leading_term, p)``; for R = eᶻ
     returns ``(0, None)``.
     """
+    order = _checks.positive_int(order, "order")
+    if isinstance(R, str) or not isinstance(sp.sympify(R), sp.Expr):
+        raise ValueError(f"R must be a sympy expression in z (a rational approximant of exp(z)), "
+                         f"got {type(R).__name__}")
     z = symbols()["z"]
     err = sp.series(sp.exp(z) - R, z, 0, order + 1).removeO()
     err = sp.expand(err)

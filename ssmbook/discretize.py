@@ -145,7 +145,7 @@ def phi1(z):
     For complex z, ``eᶻ − 1`` is computed as ``expm1(x)cos(y) − 2 sin²(y/2) + i eˣ sin(y)``
     (z = x + iy), which has no cancellation for small |z|.
     """
-    z = np.asarray(z)
+    z = _checks.array(z, "z", complex_ok=True, finite=False, min_size=0)
     if z.dtype.kind == "c":
         x, y = z.real, z.imag
         num = (np.expm1(x) * np.cos(y) - 2.0 * np.sin(y / 2) ** 2) + 1j * (np.exp(x) * np.sin(y))

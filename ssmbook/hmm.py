@@ -134,7 +134,7 @@ def prefix_products(mats: np.ndarray, logs: np.ndarray | None = None):
         raise ValueError("mats must be non-negative (the scaled form keeps a positive scale)")
     if logs is None:
         logs = np.zeros(mats.shape[0])
-    logs = np.asarray(logs, dtype=np.float64)
+    logs = _checks.array(logs, "logs", finite=False, min_size=0)
     if logs.shape != mats.shape[:1]:
         raise ValueError(f"logs must have shape ({mats.shape[0]},), got shape {logs.shape}")
     mats, logs = _normalize(mats, logs)
@@ -191,7 +191,7 @@ def log_matmul(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     if Y.ndim < 2:
         raise ValueError(f"Y must have shape (..., k, m) (at least 2 dims), got shape {Y.shape}")
     if X.shape[-1] != Y.shape[-2]:
-        raise ValueError(f"X and Y must have matching inner dimensions (X (..., n, k), Y (..., k, m)), "
+        raise ValueError(f"X must have as many columns as Y has rows (X (..., n, k), Y (..., k, m)), "
                          f"got X {X.shape} and Y {Y.shape}")
     if np.any(np.isposinf(X)) or np.any(np.isposinf(Y)):
         raise ValueError("X and Y must be log-values below +inf (a +inf entry has no finite product)")
@@ -469,6 +469,8 @@ class HMM:
 # brute force: sum / maximise over all N**T hidden paths (the oracles)
 # --------------------------------------------------------------------------------------------
 def _all_paths(hmm: HMM, obs) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(hmm, HMM):
+        raise ValueError(f"hmm must be an HMM, got {type(hmm).__name__}")
     obs = hmm.check_obs(obs)
     T = obs.shape[0]
     if hmm.N ** T > BRUTE_FORCE_MAX_PATHS:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from . import _checks
 from torch import nn
 
 __all__ = ["MambaBlock", "MambaLM", "MambaState", "RMSNorm", "S4LM", "dt_bias_init", "s4d_real_A_log",
@@ -40,6 +42,7 @@ def s4d_real_A_log(d_inner: int, d_state: int, dtype=torch.float32, device=None)
     The block stores ``A_log`` and uses ``A = -exp(A_log)``, so A stays negative (a stable,
     decaying recurrence) whatever the optimiser does to ``A_log``.
     """
+    d_inner, d_state = _checks.positive_int(d_inner, "d_inner"), _checks.positive_int(d_state, "d_state")
     n = torch.arange(1, d_state + 1, dtype=dtype, device=device)
     return torch.log(n).expand(d_inner, d_state).contiguous()
 
@@ -49,6 +52,12 @@ def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
     return y + torch.log(-torch.expm1(-y))
 
 
+def _check_dt_range(dt_min, dt_max):
+    dt_min, dt_max = _checks.positive_scalar(dt_min, "dt_min"), _checks.positive_scalar(dt_max, "dt_max")
+    if dt_min > dt_max:
+        raise ValueError(f"dt_min must be <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
+
+
 def dt_bias_init(d_inner: int, dt_min: float = 1e-3, dt_max: float = 1e-1, floor: float = 1e-4,
                  generator: torch.Generator | None = None, dtype=torch.float32) -> torch.Tensor:
     """Bias of the Δ projection: ``softplus(bias)`` is log-uniform in ``[dt_min, dt_max]``.
@@ -56,8 +65,8 @@ def dt_bias_init(d_inner: int, dt_min: float = 1e-3, dt_max: float = 1e-1, floor
     Each channel then starts with its own time scale: channels with small Δ average over a long
     context, channels with large Δ follow the current input.
     """
-    if not (0 < dt_min <= dt_max):
-        raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
+    _checks.positive_int(d_inner, "d_inner")
+    _check_dt_range(dt_min, dt_max)
     u = torch.rand(d_inner, generator=generator, dtype=torch.float64)
     dt = torch.exp(u * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=floor)
     return inverse_softplus(dt).to(dtype)
@@ -77,12 +86,17 @@ class MambaState:
     conv: torch.Tensor
     ssm: torch.Tensor
 
+    def __post_init__(self):
+        for name in ("conv", "ssm"):
+            _checks.tensor(getattr(self, name), name, ndim=3, shape_doc=f"(batch, d_inner, "
+                           f"{'d_conv' if name == 'conv' else 'd_state'})")
+        if self.ssm.shape[:2] != self.conv.shape[:2]:
+            raise ValueError(f"ssm must have the (batch, d_inner) = {tuple(self.conv.shape[:2])} of conv, "
+                             f"got shape {tuple(self.ssm.shape)}")
+
 
 def _check_float_tensor(name: str, t, shape_msg: str) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape {shape_msg}, got {type(t).__name__}")
-    if not t.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor of shape {shape_msg}, got dtype {t.dtype}")
+    _checks.tensor(t, name, shape_doc=shape_msg)
 
 
 class MambaBlock(nn.Module):
@@ -100,13 +114,14 @@ class MambaBlock(nn.Module):
                  bias: bool = False, conv_bias: bool = True, selective: bool = True,
                  backend: str = "auto", device=None, dtype=None):
         super().__init__()
-        for name, v in (("d_model", d_model), ("d_state", d_state), ("d_conv", d_conv), ("expand", expand)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        for name, v in (("d_model", d_model), ("d_conv", d_conv), ("expand", expand)):
+            _checks.positive_int(v, name)
+        # the Triton kernels hold a channel's whole state in one program: N is capped there
+        _checks.positive_int(d_state, "d_state", maximum=_checks.kernel_max_state())
+        _check_dt_range(dt_min, dt_max)
         if dt_rank == "auto":
             dt_rank = math.ceil(d_model / 16)
-        if not isinstance(dt_rank, int) or isinstance(dt_rank, bool) or dt_rank < 1:
-            raise ValueError(f"dt_rank must be a positive int or 'auto', got {dt_rank!r}")
+        _checks.positive_int(dt_rank, "dt_rank")
         if backend not in ("auto", "torch", "triton", "ref"):
             raise ValueError(f"backend must be one of 'auto', 'torch', 'triton', 'ref', got {backend!r}")
         fk = {"device": device, "dtype": dtype}
@@ -169,8 +184,9 @@ class MambaBlock(nn.Module):
     def _check_input(self, x) -> None:
         shape = f"(batch, L, d_model={self.d_model})"
         _check_float_tensor("x", x, shape)
-        if x.dim() != 3 or x.shape[-1] != self.d_model or x.shape[1] < 1:
-            raise ValueError(f"x must have shape {shape} with L >= 1, got {tuple(x.shape)}")
+        if x.dim() != 3 or x.shape[-1] != self.d_model or x.shape[1] < 1 or x.shape[0] < 1:
+            raise ValueError(f"x must have shape {shape} with batch, L >= 1, got {tuple(x.shape)}")
+        _checks.module_input(x, "x", self, ndim=3, shape_doc=shape)
 
     # ---- sequence mode -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -192,8 +208,7 @@ class MambaBlock(nn.Module):
     # ---- recurrent mode ----------------------------------------------------------------------
     def allocate_state(self, batch: int, device=None, dtype=None) -> MambaState:
         """A zero state for ``batch`` sequences (the conv cache in ``dtype``, h in at least float32)."""
-        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-            raise ValueError(f"batch must be a positive int, got {batch!r}")
+        batch = _checks.positive_int(batch, "batch")
         p = self.in_proj.weight
         device = p.device if device is None else device
         dtype = p.dtype if dtype is None else dtype
@@ -208,17 +223,16 @@ class MambaBlock(nn.Module):
         """
         shape = f"(batch, d_model={self.d_model})"
         _check_float_tensor("x_t", x_t, shape)
-        if x_t.dim() != 2 or x_t.shape[-1] != self.d_model:
-            raise ValueError(f"x_t must have shape {shape}, got {tuple(x_t.shape)}")
+        if x_t.dim() != 2 or x_t.shape[-1] != self.d_model or x_t.shape[0] < 1:
+            raise ValueError(f"x_t must have shape {shape} with batch >= 1, got {tuple(x_t.shape)}")
+        _checks.module_input(x_t, "x_t", self, ndim=2, shape_doc=shape)
         if not isinstance(state, MambaState):
             raise ValueError(f"state must be a MambaState from allocate_state, got {type(state).__name__}")
         b = x_t.shape[0]
-        want_conv = (b, self.d_inner, self.d_conv)
-        want_ssm = (b, self.d_inner, self.d_state)
-        if tuple(state.conv.shape) != want_conv:
-            raise ValueError(f"state.conv must have shape {want_conv}, got {tuple(state.conv.shape)}")
-        if tuple(state.ssm.shape) != want_ssm:
-            raise ValueError(f"state.ssm must have shape {want_ssm}, got {tuple(state.ssm.shape)}")
+        _checks.state_batch(tuple(state.conv.shape), b, "state (state.conv)", (b, self.d_inner, self.d_conv))
+        _checks.state_batch(tuple(state.ssm.shape), b, "state (state.ssm)", (b, self.d_inner, self.d_state))
+        if state.conv.device != x_t.device or state.ssm.device != x_t.device:
+            raise ValueError(f"state must be on the device of x_t ({x_t.device}), got {state.conv.device}")
 
         xs, z = self.in_proj(x_t).chunk(2, dim=-1)                          # (b, d_inner)
         conv = torch.cat([state.conv[..., 1:], xs[..., None].to(state.conv.dtype)], dim=-1)
@@ -253,10 +267,14 @@ class RMSNorm(nn.Module):
 
     def __init__(self, d: int, eps: float = 1e-5, device=None, dtype=None):
         super().__init__()
-        self.eps = eps
+        self.d = _checks.positive_int(d, "d")
+        self.eps = _checks.positive_scalar(eps, "eps")
         self.weight = nn.Parameter(torch.ones(d, device=device, dtype=dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _checks.tensor(x, "x", shape_doc=f"(..., d={self.d})")
+        if x.dim() < 1 or x.shape[-1] != self.d:
+            raise ValueError(f"x must have shape (..., d={self.d}), got shape {tuple(x.shape)}")
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
@@ -270,8 +288,7 @@ class MambaLM(nn.Module):
     def __init__(self, vocab_size: int, d_model: int, n_layer: int, d_state: int = 16, **block_kw):
         super().__init__()
         for name, v in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layer", n_layer)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            _checks.positive_int(v, name)
         fk = {k: block_kw[k] for k in ("device", "dtype") if k in block_kw}
         self.vocab_size, self.d_model, self.n_layer = vocab_size, d_model, n_layer
         self.embedding = nn.Embedding(vocab_size, d_model, **fk)
@@ -284,17 +301,11 @@ class MambaLM(nn.Module):
             self.embedding.weight.normal_(0.0, 0.02 if d_model >= 256 else d_model ** -0.5)
 
     def _check_tokens(self, name: str, tokens, shape: str) -> None:
-        if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.int64:
-            got = tokens.dtype if isinstance(tokens, torch.Tensor) else type(tokens).__name__
-            raise ValueError(f"{name} must be an int64 tensor of shape {shape}, got {got}")
+        _checks.token_ids(tokens, name, self.vocab_size, ndim=shape.count(",") + (shape != "(batch,)"),
+                          shape_doc=shape, device=self.embedding.weight.device)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         self._check_tokens("tokens", tokens, "(batch, L)")
-        if tokens.dim() != 2 or tokens.shape[1] < 1:
-            raise ValueError(f"tokens must have shape (batch, L) with L >= 1, got {tuple(tokens.shape)}")
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
-            raise ValueError(f"tokens must lie in [0, vocab_size={self.vocab_size}), "
-                             f"got range [{int(tokens.min())}, {int(tokens.max())}]")
         x = self.embedding(tokens)
         for norm, block in zip(self.norms, self.blocks):
             x = x + block(norm(x))
@@ -306,8 +317,6 @@ class MambaLM(nn.Module):
     def step(self, token_t: torch.Tensor, state: list):
         """One token per sequence: token_t (batch,) int64 → (logits (batch, vocab), new state)."""
         self._check_tokens("token_t", token_t, "(batch,)")
-        if token_t.dim() != 1:
-            raise ValueError(f"token_t must have shape (batch,), got {tuple(token_t.shape)}")
         if not isinstance(state, list) or len(state) != self.n_layer:
             raise ValueError(f"state must be a list of {self.n_layer} MambaState (from allocate_state)")
         x = self.embedding(token_t)
@@ -333,8 +342,7 @@ class S4LM(nn.Module):
         from .s4 import S4Layer
 
         for name, v in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layer", n_layer)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            _checks.positive_int(v, name)
         self.vocab_size, self.d_model, self.n_layer = vocab_size, d_model, n_layer
         self.embedding = nn.Embedding(vocab_size, d_model)
         self.norms = nn.ModuleList([RMSNorm(d_model) for _ in range(n_layer)])
@@ -348,8 +356,6 @@ class S4LM(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         MambaLM._check_tokens(self, "tokens", tokens, "(batch, L)")
-        if tokens.dim() != 2 or tokens.shape[1] < 1:
-            raise ValueError(f"tokens must have shape (batch, L) with L >= 1, got {tuple(tokens.shape)}")
         x = self.embedding(tokens)
         for norm, ssm, mix in zip(self.norms, self.ssms, self.mix):
             y = ssm(norm(x).transpose(1, 2)).transpose(1, 2)
@@ -370,8 +376,7 @@ def selective_copying_batch(batch: int, n_context: int = 24, n_data: int = 4, n_
     vocabulary size is ``n_symbols + 2``.
     """
     for name, v in (("batch", batch), ("n_context", n_context), ("n_data", n_data), ("n_symbols", n_symbols)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        _checks.positive_int(v, name)
     if n_data > n_context:
         raise ValueError(f"n_data must be <= n_context, got n_data={n_data}, n_context={n_context}")
     pos = torch.rand(batch, n_context, generator=generator).argsort(dim=1)[:, :n_data]
@@ -394,8 +399,11 @@ def train_selective_copying(model: nn.Module, steps: int, batch: int = 32, lr: f
     of answer tokens right), ``"eval_acc"``: that fraction on ``n_eval`` fresh sequences, and
     ``"eval_acc_by_position"``: the same per answer position (first, second, ... data token).
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module (tokens -> logits), got {type(model).__name__}")
+    for name, v in (("steps", steps), ("batch", batch), ("n_eval", n_eval)):
+        _checks.positive_int(v, name)
+    _checks.positive_scalar(lr, "lr")
     g = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)

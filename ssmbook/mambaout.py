@@ -73,9 +73,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     doc = "(batch, heads, L, d_head)"
     for name, t in (("q", q), ("k", k), ("v", v)):
         _check_tensor(name, t, 4, doc)
-    if k.shape != q.shape or v.shape != q.shape:
-        raise ValueError(f"q, k, v must share the shape {doc}; got {tuple(q.shape)}, "
-                         f"{tuple(k.shape)}, {tuple(v.shape)}")
+    for name, t in (("k", k), ("v", v)):
+        if t.shape != q.shape:
+            raise ValueError(f"{name} must have the shape of q {doc} = {tuple(q.shape)}, got {tuple(t.shape)}")
     L = q.shape[2]
     scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
     if mask is not None:
@@ -90,6 +90,17 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
 
 def attention_ref(q, k, v, mask=None) -> torch.Tensor:
     """Loop oracle for :func:`attention`, in float64: one query, one key at a time."""
+    doc = "(batch, heads, L, d_head)"
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        _check_tensor(name, t, 4, doc)
+    for name, t in (("k", k), ("v", v)):
+        if t.shape != q.shape:
+            raise ValueError(f"{name} must have the shape of q {doc} = {tuple(q.shape)}, got {tuple(t.shape)}")
+    L = q.shape[2]
+    if mask is not None and (not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool
+                             or tuple(mask.shape) != (L, L)):
+        got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(f"mask must be a torch.bool tensor of shape (L, L) = ({L}, {L}), got {got}")
     qd, kd, vd = (t.detach().double().cpu().numpy() for t in (q, k, v))
     B, H, L, d = qd.shape
     m = np.ones((L, L), dtype=bool) if mask is None else mask.detach().cpu().numpy()
@@ -114,7 +125,7 @@ class MultiHeadAttention(nn.Module):
         super().__init__()
         dim, heads = _check_positive_int("dim", dim), _check_positive_int("heads", heads)
         if dim % heads:
-            raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
+            raise ValueError(f"heads must divide dim ({dim}), got heads = {heads}")
         _check_mode(mode)
         self.dim, self.heads, self.mode = dim, heads, mode
         self.qkv = nn.Linear(dim, 3 * dim)
@@ -135,12 +146,16 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, dim: int, heads: int, mlp_ratio: int = 4, mode: str = "full"):
         super().__init__()
+        _check_positive_int("dim", dim), _check_positive_int("mlp_ratio", mlp_ratio)
         self.norm1 = nn.LayerNorm(dim)
         self.attn = MultiHeadAttention(dim, heads, mode)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
 
     def forward(self, x):
+        _check_tensor("x", x, 3, "(batch, L, dim)")
+        if x.shape[-1] != self.attn.dim:
+            raise ValueError(f"x must have shape (batch, L, dim={self.attn.dim}), got {tuple(x.shape)}")
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
@@ -163,8 +178,11 @@ class TinyViT(nn.Module):
                  dim: int = 32, depth: int = 2, heads: int = 4, mode: str = "full"):
         super().__init__()
         _check_mode(mode)
+        for name, v in (("image_size", image_size), ("patch_size", patch_size), ("in_chans", in_chans),
+                        ("num_classes", num_classes), ("dim", dim), ("depth", depth), ("heads", heads)):
+            _checks.positive_int(v, name)
         if image_size % patch_size:
-            raise ValueError(f"image_size ({image_size}) must be divisible by patch_size ({patch_size})")
+            raise ValueError(f"patch_size must divide image_size ({image_size}), got patch_size = {patch_size}")
         self.image_size, self.in_chans, self.mode = image_size, in_chans, mode
         n_tokens = (image_size // patch_size) ** 2
         self.patch = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
@@ -244,6 +262,11 @@ def gated_cnn_block_ref(block: GatedCNNBlock, x) -> np.ndarray:
     depthwise convolution loop over positions and kernel taps, exact (erf) GELU, gate, residual."""
     from scipy.special import erf
 
+    if not isinstance(block, GatedCNNBlock):
+        raise ValueError(f"block must be a GatedCNNBlock, got {type(block).__name__}")
+    _check_tensor("x", x, x.dim() if isinstance(x, torch.Tensor) else 0, "(batch, ..., dim)")
+    if x.dim() < 2 or x.shape[-1] != block.dim:
+        raise ValueError(f"x must have shape (batch, ..., dim={block.dim}), got {tuple(x.shape)}")
     p = {n: t.detach().double().cpu().numpy() for n, t in block.state_dict().items()}
     xd = x.detach().double().cpu().numpy()
     mu = xd.mean(-1, keepdims=True)
@@ -292,11 +315,17 @@ class Downsample(nn.Module):
 
     def __init__(self, in_chans: int, out_chans: int, channels_last_in: bool = True):
         super().__init__()
+        self.in_chans = _check_positive_int("in_chans", in_chans)
+        _check_positive_int("out_chans", out_chans)
         self.channels_last_in = channels_last_in
         self.conv = nn.Conv2d(in_chans, out_chans, kernel_size=3, stride=2, padding=1)
         self.norm = nn.LayerNorm(out_chans, eps=1e-6)
 
     def forward(self, x):
+        doc = f"(batch, H, W, {self.in_chans})" if self.channels_last_in else f"(batch, {self.in_chans}, H, W)"
+        _check_tensor("x", x, 4, doc)
+        if x.shape[3 if self.channels_last_in else 1] != self.in_chans:
+            raise ValueError(f"x must have shape {doc}, got {tuple(x.shape)}")
         if self.channels_last_in:
             x = x.permute(0, 3, 1, 2)
         return self.norm(self.conv(x).permute(0, 2, 3, 1))
@@ -310,7 +339,7 @@ class MambaMixerBlock(nn.Module):
         super().__init__()
         from .mamba import MambaBlock  # chapter 5's block
 
-        self.dim = dim
+        self.dim = _check_positive_int("dim", dim)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.mamba = MambaBlock(dim, d_state=d_state, d_conv=d_conv, expand=expand)
 
@@ -400,6 +429,9 @@ def count_flops(module: nn.Module, *inputs) -> int:
     convolutions, 2 per multiply-add), no gradients."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         module(*inputs)
@@ -430,6 +462,9 @@ def mamba_state_floats(D: int, d_state: int = 16, expand: int = 2, d_conv: int =
 def influence_matrix(mixer, L: int, dim: int, seed: int = 0) -> np.ndarray:
     """``(L, L)`` array; entry ``[t, s]`` is ``‖∂y_t / ∂x_s‖`` for ``y = mixer(x)``, ``x`` of shape
     ``(1, L, dim)`` drawn with ``seed``.  Zero above the diagonal means the mixer is causal."""
+    if not callable(mixer):
+        raise ValueError(f"mixer must be callable (a module mapping (1, L, dim) to (1, L, dim)), "
+                         f"got {type(mixer).__name__}")
     L, dim = _check_positive_int("L", L), _check_positive_int("dim", dim)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(1, L, dim, generator=g)
@@ -446,6 +481,15 @@ class DigitsSplit:
     y_train: torch.Tensor  # (n,) int64
     x_test: torch.Tensor
     y_test: torch.Tensor
+
+    def __post_init__(self):
+        for name in ("x_train", "x_test"):
+            _checks.tensor(getattr(self, name), name, ndim=4, shape_doc="(n, 1, 8, 8)")
+        for name, xname in (("y_train", "x_train"), ("y_test", "x_test")):
+            y = _checks.tensor(getattr(self, name), name, ndim=1, shape_doc="(n,)", integer=True)
+            if len(y) != len(getattr(self, xname)):
+                raise ValueError(f"{name} must have one label per image of {xname} ({len(getattr(self, xname))}), "
+                                 f"got {len(y)}")
 
 
 def load_digits_split(test_fraction: float = 0.3, seed: int = 0) -> DigitsSplit:
@@ -480,6 +524,13 @@ def make_model(name: str, seed: int) -> nn.Module:
 
 
 def accuracy(model: nn.Module, x, y, batch_size: int = 512) -> float:
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _check_tensor("x", x, x.dim() if isinstance(x, torch.Tensor) else 0, "(n, ...)")
+    _checks.tensor(y, "y", ndim=1, shape_doc="(n,)", integer=True)
+    if len(y) != len(x) or len(x) == 0:
+        raise ValueError(f"y must have one label per input of x (n = {len(x)} >= 1), got {len(y)}")
+    batch_size = _check_positive_int("batch_size", batch_size)
     model.eval()
     with torch.no_grad():
         pred = torch.cat([model(x[i:i + batch_size]).argmax(-1) for i in range(0, len(x), batch_size)])
@@ -491,7 +542,13 @@ def train_classifier(model: nn.Module, data: DigitsSplit, epochs: int = 12, lr: 
     """Minimise cross-entropy with AdamW under a one-cycle schedule (short warm-up, cosine decay);
     ``seed`` fixes the data order.  Returns test accuracy, last training loss, parameter count and
     wall time (seconds, for information only)."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(data, DigitsSplit):
+        raise ValueError(f"data must be a DigitsSplit (from load_digits_split), got {type(data).__name__}")
     epochs = _check_positive_int("epochs", epochs)
+    batch_size = _check_positive_int("batch_size", batch_size)
+    _checks.positive_scalar(lr, "lr")
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     n = len(data.x_train)
@@ -519,6 +576,11 @@ def run_digits_experiment(names=None, seeds=(0, 1, 2), epochs=12, data: DigitsSp
     ``epochs`` is an int or a dict ``{name: epochs}``; ``train_kw`` go to :func:`train_classifier`.
     """
     names = list(MODELS) if names is None else list(names)
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        raise ValueError(f"names must be model names from {list(MODELS)}, got {unknown}")
+    if data is not None and not isinstance(data, DigitsSplit):
+        raise ValueError(f"data must be a DigitsSplit (from load_digits_split) or None, got {type(data).__name__}")
     if isinstance(epochs, dict):
         missing = [n for n in names if n not in epochs]
         if missing:

@@ -40,6 +40,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import _checks
+
 __all__ = [
     "wkv_reference", "wkv_naive", "wkv_recurrent", "wkv_parallel", "wkv_chunked", "wkv_init_state",
     "wkv6_reference", "wkv6_recurrent", "wkv6_parallel", "wkv6_chunked",
@@ -53,28 +55,30 @@ __all__ = [
 # input checks
 # ----------------------------------------------------------------------------------------------
 def _check_float(name, x):
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    _checks.tensor(x, name)
 
 
 def _check_wkv_args(w, u, k, v):
-    for name, x in (("w", w), ("u", u), ("k", k), ("v", v)):
+    for name, x in (("k", k), ("v", v), ("w", w), ("u", u)):
         _check_float(name, x)
     if k.dim() != 3:
         raise ValueError(f"k must have shape (batch, T, C), got {tuple(k.shape)}")
     B, T, C = k.shape
-    if T < 1:
-        raise ValueError(f"k must have at least one time step, got shape {tuple(k.shape)}")
+    if w.dim() == 1 and u.dim() == 1 and w.shape == u.shape and C != w.shape[0] and T == w.shape[0]:
+        raise ValueError(f"k must have shape (batch, T, C) with C = len(w) = {w.shape[0]}, got "
+                         f"{tuple(k.shape)}: it looks like (batch, C, T); pass k.transpose(1, 2)")
+    if T < 1 or B < 1:
+        raise ValueError(f"k must have at least one time step (T >= 1) and batch >= 1, got shape {tuple(k.shape)}")
     if v.shape != k.shape:
         raise ValueError(f"v must have the shape of k (batch, T, C) = {tuple(k.shape)}, got {tuple(v.shape)}")
     for name, x in (("w", w), ("u", u)):
         if x.shape != (C,):
             raise ValueError(f"{name} must have shape (C,) = ({C},), got {tuple(x.shape)}")
-    dtypes = {x.dtype for x in (w, u, k, v)}
-    if len(dtypes) != 1:
-        raise ValueError(f"w, u, k, v must share one dtype, got {sorted(str(d) for d in dtypes)}")
+    for name, x in (("v", v), ("w", w), ("u", u)):
+        if x.dtype != k.dtype:
+            raise ValueError(f"{name} must have the dtype of k ({k.dtype}), got {x.dtype}")
+        if x.device != k.device:
+            raise ValueError(f"{name} must be on the device of k ({k.device}), got {x.device}")
     return B, T, C
 
 
@@ -94,6 +98,7 @@ def _check_wkv_state(state, B, C, dtype):
 
 def wkv_init_state(batch: int, channels: int, dtype=torch.float32, device=None):
     """The empty WKV-4 state: nothing seen yet (``num = den = 0``, exponent ``p = -inf``)."""
+    batch, channels = _checks.positive_int(batch, "batch"), _checks.positive_int(channels, "channels")
     z = torch.zeros(batch, channels, dtype=dtype, device=device)
     return (z, z.clone(), torch.full_like(z, -math.inf))
 
@@ -237,24 +242,35 @@ def wkv_chunked(w, u, k, v, chunk=16, state=None, return_state=False):
 # WKV-6: matrix-valued state, data-dependent decay
 # ----------------------------------------------------------------------------------------------
 def _check_wkv6_args(r, log_w, k, v, u):
-    for name, x in (("r", r), ("log_w", log_w), ("k", k), ("v", v), ("u", u)):
+    for name, x in (("k", k), ("r", r), ("log_w", log_w), ("v", v), ("u", u)):
         _check_float(name, x)
     if k.dim() != 4:
         raise ValueError(f"k must have shape (batch, T, H, K), got {tuple(k.shape)}")
     B, T, H, K = k.shape
-    if T < 1:
-        raise ValueError(f"k must have at least one time step, got shape {tuple(k.shape)}")
+    if u.dim() == 2 and k.shape[2:] != u.shape and r.dim() == 4 and r.shape[2:] == u.shape:
+        hint = ("; it looks like (batch, H, T, K): pass k.transpose(1, 2)"
+                if k.shape[1] == u.shape[0] and k.shape[3] == u.shape[1] else "")
+        raise ValueError(f"k must have shape (batch, T, H, K) with (H, K) = u.shape = {tuple(u.shape)}, "
+                         f"got {tuple(k.shape)}{hint}")
+    if T < 1 or B < 1:
+        raise ValueError(f"k must have at least one time step (T >= 1) and batch >= 1, got shape {tuple(k.shape)}")
+    if u.shape != (H, K):
+        raise ValueError(f"u must have shape (H, K) = ({H}, {K}), got {tuple(u.shape)}")
     for name, x in (("r", r), ("log_w", log_w)):
         if x.shape != k.shape:
             raise ValueError(f"{name} must have the shape of k (batch, T, H, K) = {tuple(k.shape)}, "
                              f"got {tuple(x.shape)}")
     if v.dim() != 4 or v.shape[:3] != (B, T, H):
         raise ValueError(f"v must have shape (batch, T, H, V) = ({B}, {T}, {H}, V), got {tuple(v.shape)}")
-    if u.shape != (H, K):
-        raise ValueError(f"u must have shape (H, K) = ({H}, {K}), got {tuple(u.shape)}")
-    dtypes = {x.dtype for x in (r, log_w, k, v, u)}
-    if len(dtypes) != 1:
-        raise ValueError(f"r, log_w, k, v, u must share one dtype, got {sorted(str(d) for d in dtypes)}")
+    for name, x in (("r", r), ("log_w", log_w), ("v", v), ("u", u)):
+        if x.dtype != k.dtype:
+            raise ValueError(f"{name} must have the dtype of k ({k.dtype}), got {x.dtype}")
+        if x.device != k.device:
+            raise ValueError(f"{name} must be on the device of k ({k.device}), got {x.device}")
+    bad = torch.isnan(log_w) | (log_w > 0)
+    if bool(bad.any()):
+        raise ValueError(f"log_w must be <= 0 and not NaN (the log of a decay in [0, 1]; -inf is a "
+                         f"decay of 0), got {log_w.detach()[bad].flatten()[0].item()}")
     return B, T, H, K, v.shape[3]
 
 
@@ -365,10 +381,29 @@ def _token_shift(x, last):
     return torch.cat([last[:, None, :], x[:, :-1]], dim=1)
 
 
-def _check_x(x, d_model, name="x"):
+def _check_x(x, d_model, name="x", module=None):
     _check_float(name, x)
-    if x.dim() != 3 or x.shape[-1] != d_model or x.shape[1] < 1:
-        raise ValueError(f"{name} must have shape (batch, L, d_model={d_model}) with L >= 1, got {tuple(x.shape)}")
+    if x.dim() != 3 or x.shape[-1] != d_model or x.shape[1] < 1 or x.shape[0] < 1:
+        raise ValueError(f"{name} must have shape (batch, L, d_model={d_model}) with batch, L >= 1, "
+                         f"got {tuple(x.shape)}")
+    if module is not None:
+        _checks.module_input(x, name, module, ndim=3, shape_doc=f"(batch, L, d_model={d_model})")
+
+
+def _check_last(x_last, x, name="state"):
+    """The carried last token of a token shift: (batch, C) of the input's batch, dtype, device."""
+    if not isinstance(x_last, torch.Tensor):
+        raise ValueError(f"{name} must come from allocate_state (its last token is a tensor), "
+                         f"got {type(x_last).__name__}")
+    _checks.state_batch(tuple(x_last.shape), x.shape[0], f"{name} (its last token)",
+                        (x.shape[0], x.shape[-1]))
+    _checks.same_dtype_device(x_last, f"{name} (its last token)", x, what="x")
+
+
+def _check_pair(state, name="state"):
+    if not (isinstance(state, (tuple, list)) and len(state) == 2):
+        raise ValueError(f"{name} must be the pair from allocate_state, got {type(state).__name__}")
+    return state
 
 
 def _ramp(n, lo, hi):
@@ -385,6 +420,7 @@ class TimeMix(nn.Module):
 
     def __init__(self, d_model: int, wkv_mode: str = "chunked", chunk: int = 16):
         super().__init__()
+        d_model, chunk = _checks.positive_int(d_model, "d_model"), _checks.positive_int(chunk, "chunk")
         if wkv_mode not in _WKV_MODES:
             raise ValueError(f"wkv_mode must be one of {_WKV_MODES}, got {wkv_mode!r}")
         self.d_model, self.wkv_mode, self.chunk = d_model, wkv_mode, chunk
@@ -405,11 +441,12 @@ class TimeMix(nn.Module):
                 wkv_init_state(batch, self.d_model, dtype, device))
 
     def forward(self, x, state=None):
-        _check_x(x, self.d_model)
+        _check_x(x, self.d_model, module=self)
         B = x.shape[0]
         if state is None:
             state = self.allocate_state(B, x.device, x.dtype)
-        x_last, wkv_state = state
+        x_last, wkv_state = _check_pair(state)
+        _check_last(x_last, x)
         xx = _token_shift(x, x_last)
         k = self.key(x * self.mix_k + xx * (1 - self.mix_k))
         v = self.value(x * self.mix_v + xx * (1 - self.mix_v))
@@ -435,8 +472,10 @@ class TimeMix6(nn.Module):
 
     def __init__(self, d_model: int, n_head: int, decay_rank: int = 16, wkv_mode: str = "chunked", chunk: int = 16):
         super().__init__()
+        d_model, n_head = _checks.positive_int(d_model, "d_model"), _checks.positive_int(n_head, "n_head")
+        decay_rank, chunk = _checks.positive_int(decay_rank, "decay_rank"), _checks.positive_int(chunk, "chunk")
         if d_model % n_head:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_head ({n_head})")
+            raise ValueError(f"n_head must divide d_model ({d_model}), got n_head = {n_head}")
         if wkv_mode not in _WKV_MODES:
             raise ValueError(f"wkv_mode must be one of {_WKV_MODES}, got {wkv_mode!r}")
         self.d_model, self.n_head, self.head_size = d_model, n_head, d_model // n_head
@@ -464,11 +503,12 @@ class TimeMix6(nn.Module):
         return -torch.exp(self.time_decay + torch.tanh(xw @ self.decay_A) @ self.decay_B)
 
     def forward(self, x, state=None):
-        _check_x(x, self.d_model)
+        _check_x(x, self.d_model, module=self)
         B, L, C = x.shape
         if state is None:
             state = self.allocate_state(B, x.device, x.dtype)
-        x_last, S = state
+        x_last, S = _check_pair(state)
+        _check_last(x_last, x)
         xx = _token_shift(x, x_last)
         xr, xk, xv, xw, xg = (x * m + xx * (1 - m) for m in self.mix)
         H, K = self.n_head, self.head_size
@@ -488,7 +528,8 @@ class ChannelMix(nn.Module):
 
     def __init__(self, d_model: int, hidden: int | None = None):
         super().__init__()
-        hidden = hidden or 4 * d_model
+        d_model = _checks.positive_int(d_model, "d_model")
+        hidden = _checks.positive_int(hidden or 4 * d_model, "hidden")
         self.d_model = d_model
         self.mix_k = nn.Parameter(_ramp(d_model, 1.0, 0.5))
         self.mix_r = nn.Parameter(_ramp(d_model, 1.0, 0.5))
@@ -500,9 +541,10 @@ class ChannelMix(nn.Module):
         return torch.zeros(batch, self.d_model, device=device, dtype=dtype or self.key.weight.dtype)
 
     def forward(self, x, state=None):
-        _check_x(x, self.d_model)
+        _check_x(x, self.d_model, module=self)
         if state is None:
             state = self.allocate_state(x.shape[0], x.device, x.dtype)
+        _check_last(state, x)
         xx = _token_shift(x, state)
         k = torch.relu(self.key(x * self.mix_k + xx * (1 - self.mix_k))) ** 2
         r = torch.sigmoid(self.receptance(x * self.mix_r + xx * (1 - self.mix_r)))
@@ -515,6 +557,7 @@ class RWKVBlock(nn.Module):
     def __init__(self, d_model: int, version: int = 4, n_head: int = 1, ffn_hidden: int | None = None,
                  wkv_mode: str = "chunked"):
         super().__init__()
+        d_model = _checks.positive_int(d_model, "d_model")
         if version not in (4, 6):
             raise ValueError(f"version must be 4 or 6, got {version!r}")
         self.d_model = d_model
@@ -526,7 +569,8 @@ class RWKVBlock(nn.Module):
         return (self.att.allocate_state(batch, device, dtype), self.ffn.allocate_state(batch, device, dtype))
 
     def forward(self, x, state=None):
-        att_state, ffn_state = state if state is not None else (None, None)
+        _check_x(x, self.d_model, module=self)
+        att_state, ffn_state = _check_pair(state) if state is not None else (None, None)
         a, att_state = self.att(self.ln1(x), att_state)
         x = x + a
         f, ffn_state = self.ffn(self.ln2(x), ffn_state)
@@ -544,6 +588,8 @@ class RWKVLM(nn.Module):
     def __init__(self, vocab_size: int, d_model: int, n_layer: int, version: int = 4, n_head: int = 1,
                  ffn_hidden: int | None = None, wkv_mode: str = "chunked"):
         super().__init__()
+        for name, value in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layer", n_layer)):
+            _checks.positive_int(value, name)
         self.vocab_size, self.d_model = vocab_size, d_model
         self.emb = nn.Embedding(vocab_size, d_model)
         nn.init.normal_(self.emb.weight, std=0.02)
@@ -553,16 +599,11 @@ class RWKVLM(nn.Module):
     def allocate_state(self, batch, device=None, dtype=None):
         return [b.allocate_state(batch, device, dtype) for b in self.blocks]
 
-    def _check_tokens(self, tokens, ndim, shape):
-        if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.int64 or tokens.dim() != ndim:
-            got = f"{tokens.dtype} {tuple(tokens.shape)}" if isinstance(tokens, torch.Tensor) else type(tokens).__name__
-            raise ValueError(f"tokens must be an int64 tensor of shape {shape}, got {got}")
-
-    def forward(self, tokens, state=None, return_state=False):
-        self._check_tokens(tokens, 2, "(batch, L)")
-        if tokens.shape[1] < 1:
-            raise ValueError(f"tokens must have L >= 1, got shape {tuple(tokens.shape)}")
-        if state is not None and len(state) != len(self.blocks):
+    def forward(self, tokens, state=None, return_state=False, _name="tokens"):
+        _checks.token_ids(tokens, _name, self.vocab_size, ndim=2, shape_doc="(batch, L)",
+                          device=self.emb.weight.device)
+        if state is not None and (not isinstance(state, (list, tuple)) or len(state) != len(self.blocks)):
+            state = state if isinstance(state, (list, tuple)) else [state]
             raise ValueError(f"state must hold one entry per layer ({len(self.blocks)}), got {len(state)}")
         x = self.ln0(self.emb(tokens))
         new_state = []
@@ -574,8 +615,9 @@ class RWKVLM(nn.Module):
 
     def step(self, token, state):
         """One token ``(batch,)`` int64 -> ``(logits (batch, vocab), state)``."""
-        self._check_tokens(token, 1, "(batch,)")
-        logits, state = self.forward(token[:, None], state, return_state=True)
+        _checks.token_ids(token, "token", self.vocab_size, ndim=1, shape_doc="(batch,)",
+                          device=self.emb.weight.device)
+        logits, state = self.forward(token[:, None], state, return_state=True, _name="token")
         return logits[:, 0], state
 
 
@@ -610,9 +652,12 @@ def attention_step(q, k_cache, v_cache):
         _check_float(name, x)
         if x.dim() != nd:
             raise ValueError(f"{name} must have {nd} dimensions, got shape {tuple(x.shape)}")
-    if k_cache.shape[0] != q.shape[0] or k_cache.shape[2:] != q.shape[1:] or v_cache.shape[:3] != k_cache.shape[:3]:
-        raise ValueError(f"expected q (batch, H, D), k_cache (batch, t, H, D), v_cache (batch, t, H, Dv); got "
-                         f"{tuple(q.shape)}, {tuple(k_cache.shape)}, {tuple(v_cache.shape)}")
+    if k_cache.shape[0] != q.shape[0] or k_cache.shape[2:] != q.shape[1:]:
+        raise ValueError(f"k_cache must have shape (batch, t, H, D) with (batch, H, D) = q's "
+                         f"{tuple(q.shape)}, got {tuple(k_cache.shape)}")
+    if v_cache.shape[:3] != k_cache.shape[:3]:
+        raise ValueError(f"v_cache must have shape (batch, t, H, Dv) with (batch, t, H) = "
+                         f"{tuple(k_cache.shape[:3])} (k_cache's), got {tuple(v_cache.shape)}")
     scores = torch.einsum("bhd,bthd->bht", q, k_cache) / math.sqrt(q.shape[-1])
     return torch.einsum("bht,bthd->bhd", torch.softmax(scores, dim=-1), v_cache)
 
@@ -639,9 +684,12 @@ class TransformerLM(nn.Module):
     def __init__(self, vocab_size: int, d_model: int, n_layer: int, n_head: int = 4, max_len: int = 512,
                  ffn_hidden: int | None = None):
         super().__init__()
+        for name, value in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layer", n_layer),
+                            ("n_head", n_head), ("max_len", max_len)):
+            _checks.positive_int(value, name)
         if d_model % n_head:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_head ({n_head})")
-        self.max_len = max_len
+            raise ValueError(f"n_head must divide d_model ({d_model}), got n_head = {n_head}")
+        self.vocab_size, self.max_len = vocab_size, max_len
         self.emb = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Parameter(torch.zeros(max_len, d_model))
         nn.init.normal_(self.emb.weight, std=0.02)
@@ -650,8 +698,8 @@ class TransformerLM(nn.Module):
         self.ln_out = nn.LayerNorm(d_model)
 
     def forward(self, tokens):
-        if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.int64 or tokens.dim() != 2:
-            raise ValueError("tokens must be an int64 tensor of shape (batch, L)")
+        _checks.token_ids(tokens, "tokens", self.vocab_size, ndim=2, shape_doc="(batch, L)",
+                          device=self.pos.device)
         L = tokens.shape[1]
         if not 1 <= L <= self.max_len:
             raise ValueError(f"tokens must have 1 <= L <= max_len={self.max_len}, got L={L}")
@@ -663,6 +711,8 @@ class TransformerLM(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters (a tied weight counts once)."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -707,6 +757,12 @@ def train_lm(model, train_ids, val_ids, steps=200, batch=32, seq_len=64, lr=3e-3
     for name, ids in (("train_ids", train_ids), ("val_ids", val_ids)):
         if not isinstance(ids, torch.Tensor) or ids.dtype != torch.int64 or ids.dim() != 1 or len(ids) <= seq_len + 1:
             raise ValueError(f"{name} must be a 1-D int64 tensor longer than seq_len + 1 = {seq_len + 1}")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    for name, value in (("steps", steps), ("batch", batch), ("seq_len", seq_len), ("eval_every", eval_every),
+                        ("eval_batches", eval_batches)):
+        _checks.positive_int(value, name)
+    _checks.positive_scalar(lr, "lr")
     gen = torch.Generator().manual_seed(seed)
     val = [_batches(val_ids, batch, seq_len, gen) for _ in range(eval_batches)]
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -743,6 +799,8 @@ def peak_memory(fn, *args, **kwargs):
     share storage and are not counted twice).  Works on any device; use it under
     ``torch.no_grad()`` (tensors saved for backward live in C++ and are not seen).
     """
+    if not callable(fn):
+        raise ValueError(f"fn must be callable (it is called as fn(*args, **kwargs)), got {type(fn).__name__}")
     from torch.utils._python_dispatch import TorchDispatchMode
 
     live = {"now": 0, "peak": 0}
@@ -784,6 +842,8 @@ def count_ops(fn, *args, **kwargs):
     makes O(L) calls, a parallel form a number independent of ``L``.  For a machine that runs each
     operator in parallel over its elements (a GPU), ``n`` is the length of the critical path.
     """
+    if not callable(fn):
+        raise ValueError(f"fn must be callable (it is called as fn(*args, **kwargs)), got {type(fn).__name__}")
     from torch.utils._python_dispatch import TorchDispatchMode
 
     calls = [0]

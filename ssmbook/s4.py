@@ -149,6 +149,8 @@ def legs_online(f, N: int):
 def legs_project(fn, t: float, N: int, n_quad: int = 200):
     """Oracle: the first ``N`` coefficients of ``fn`` on [0, t], ``c_n = (1/t) ∫ fn(s) g_n(s) ds``
     with ``g_n(s) = sqrt(2n+1) P_n(2s/t - 1)``, by Gauss-Legendre quadrature (``n_quad`` nodes)."""
+    if not callable(fn):
+        raise ValueError(f"fn must be callable (an array of times -> the values there), got {type(fn).__name__}")
     N = _check_N(N)
     n_quad = _check_N(n_quad, "n_quad")
     if not (np.isfinite(t) and t > 0):
@@ -416,7 +418,7 @@ class S4Layer(nn.Module):
         if not isinstance(u, torch.Tensor) or not u.is_floating_point():
             raise ValueError(f"{name} must be a real floating-point tensor")
         shape = "(batch, H, L)" if ndim == 3 else "(batch, H)"
-        if u.ndim != ndim or u.shape[1] != self.d_model or (ndim == 3 and u.shape[-1] < 1):
+        if u.ndim != ndim or u.shape[1] != self.d_model or u.shape[0] < 1 or (ndim == 3 and u.shape[-1] < 1):
             raise ValueError(f"{name} must have shape {shape} with H = {self.d_model}, got {tuple(u.shape)}")
         if u.dtype != self.log_dt.dtype:
             raise ValueError(f"{name} must have the layer's dtype {self.log_dt.dtype}, got {u.dtype}")
@@ -481,6 +483,8 @@ class S4Classifier(nn.Module):
     def forward(self, tokens):
         if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long or tokens.ndim != 2:
             raise ValueError("tokens must be a long tensor of shape (batch, L)")
+        _checks.token_ids(tokens, "tokens", self.embed.num_embeddings, ndim=2, shape_doc="(batch, L)",
+                          device=self.embed.weight.device)
         x = self.embed(tokens)                                   # (B, L, H)
         for s4, mix, norm in zip(self.layers, self.mix, self.norms):
             y = s4(x.transpose(1, 2)).transpose(1, 2)
@@ -517,7 +521,12 @@ def train_classifier(model, make_batch, steps: int, lr: float = 3e-3, eval_batch
     Returns a dict of lists: ``loss`` (every step) and ``acc`` (training-batch accuracy), and
     ``eval_acc`` when ``eval_batch`` = (tokens, labels) is given (evaluated at the end).
     """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(make_batch):
+        raise ValueError(f"make_batch must be callable (() -> (tokens, labels, ...)), got {type(make_batch).__name__}")
     steps = _check_N(steps, "steps")
+    _checks.positive_scalar(lr, "lr")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     hist = {"loss": [], "acc": []}
     model.train()

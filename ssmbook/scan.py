@@ -33,6 +33,8 @@ import dataclasses
 
 import torch
 
+from . import _checks
+
 __all__ = [
     "ScanStats", "sequential", "hillis_steele", "blelloch", "scan", "linear_recurrence",
     "linear_recurrence_ref", "affine_op", "add_op", "matmul_op", "maxplus_op", "interval_op",
@@ -57,6 +59,10 @@ class ScanStats:
     depth: int = 0
     levels: list = dataclasses.field(default_factory=list)
     states: list = dataclasses.field(default_factory=list)
+
+    def __post_init__(self):
+        for name in ("combines", "depth"):
+            _checks.positive_int(getattr(self, name), name, minimum=0)
 
     def _record(self, phase, positions, state):
         self.combines += len(positions)
@@ -100,16 +106,16 @@ def depth_closed_form(method: str, L: int) -> int:
 
 
 def _check_length(L):
-    if isinstance(L, bool) or not isinstance(L, int) or L < 1:
-        raise ValueError(f"L must be a positive int, got {L!r}")
-    return L
+    return _checks.positive_int(L, "L")
 
 
 # --------------------------------------------------------------------------------------------------
 # Element handling
 # --------------------------------------------------------------------------------------------------
-def _as_tuple(xs, axis):
+def _as_tuple(xs, axis, op=None):
     """Validate ``xs`` (tensor or tuple of tensors); return (tuple with time at axis 0, was_tensor)."""
+    if not callable(op):
+        raise ValueError(f"op must be a callable combine (p, q) -> p ∘ q, got {type(op).__name__}")
     single = isinstance(xs, torch.Tensor)
     parts = (xs,) if single else xs
     if not isinstance(parts, (tuple, list)) or len(parts) == 0:
@@ -122,7 +128,8 @@ def _as_tuple(xs, axis):
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"xs[{i}] must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() == 0 or not -t.dim() <= axis < t.dim():
-            raise ValueError(f"xs[{i}] has shape {tuple(t.shape)}: it has no axis {axis} to scan along")
+            raise ValueError(f"axis must be in [-{t.dim()}, {t.dim()}) (xs[{i}] has shape {tuple(t.shape)}), "
+                             f"got {axis}")
         t = t.movedim(axis, 0)
         if L is None:
             L = t.shape[0]
@@ -165,7 +172,7 @@ def _write(state, index, values):
 # --------------------------------------------------------------------------------------------------
 def sequential(op, xs, axis=0, stats: ScanStats | None = None):
     """The oracle: ``s_0 = x_0``, ``s_t = op(s_{t−1}, x_t)``; ``L − 1`` combines in ``L − 1`` levels."""
-    parts, single, L = _as_tuple(xs, axis)
+    parts, single, L = _as_tuple(xs, axis, op)
     prefix = tuple(t[0:1] for t in parts)
     out = [prefix]
     for t in range(1, L):
@@ -182,7 +189,7 @@ def sequential(op, xs, axis=0, stats: ScanStats | None = None):
 
 def hillis_steele(op, xs, axis=0, stats: ScanStats | None = None):
     """Hillis–Steele: for ``k = 1, 2, 4, … < L``, every ``t ≥ k`` becomes ``op(s_{t−k}, s_t)``."""
-    parts, single, L = _as_tuple(xs, axis)
+    parts, single, L = _as_tuple(xs, axis, op)
     k = 1
     while k < L:
         earlier = tuple(t[:L - k] for t in parts)
@@ -203,7 +210,7 @@ def blelloch(op, xs, axis=0, stats: ScanStats | None = None):
     Down-sweep, ``h`` from large to ``1``: position ``i`` with ``i + 1`` an odd multiple of ``h``
     (beyond the first) becomes ``op(x_{i−h}, x_i)``, where ``x_{i−h}`` is already a full prefix.
     """
-    parts, single, L = _as_tuple(xs, axis)
+    parts, single, L = _as_tuple(xs, axis, op)
     h = 1
     while 2 * h <= L:                                  # up-sweep
         idx = slice(2 * h - 1, L, 2 * h)
@@ -243,8 +250,30 @@ def scan(op, xs, axis=0, method="blelloch", stats: ScanStats | None = None):
 # --------------------------------------------------------------------------------------------------
 # Operators
 # --------------------------------------------------------------------------------------------------
+def _operand(x, name):
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor (an element of the scan), got {type(x).__name__}")
+    return x
+
+
+def _pair(x, name, what):
+    if not (isinstance(x, (tuple, list)) and len(x) == 2):
+        raise ValueError(f"{name} must be a pair of tensors {what}, got {type(x).__name__}")
+    return x
+
+
+def _matrices(p, q):
+    for name, x in (("p", p), ("q", q)):
+        if _operand(x, name).dim() < 2:
+            raise ValueError(f"{name} must be a (batch of) matrices (..., n, m), got shape {tuple(x.shape)}")
+    if q.shape[-1] != p.shape[-2]:
+        raise ValueError(f"q must have as many columns as p has rows (q @ p: q (..., n, k), p (..., k, m)), "
+                         f"got q {tuple(q.shape)} and p {tuple(p.shape)}")
+
+
 def add_op(p, q):
     """Prefix sums: ``p ∘ q = p + q``."""
+    _operand(p, "p"), _operand(q, "q")
     return p + q
 
 
@@ -253,13 +282,14 @@ def affine_op(p, q):
 
     ``(a, b)`` is the affine map ``h ↦ a h + b``; ``∘`` applies the first map, then the second.
     """
-    a1, b1 = p
-    a2, b2 = q
+    a1, b1 = _pair(p, "p", "(a, b)")
+    a2, b2 = _pair(q, "q", "(a, b)")
     return a2 * a1, a2 * b1 + b2
 
 
 def matmul_op(p, q):
     """Matrices acting on column vectors, first ``p`` then ``q``: ``p ∘ q = q @ p``."""
+    _matrices(p, q)
     return q @ p
 
 
@@ -268,6 +298,7 @@ def maxplus_op(p, q):
 
     The Viterbi recursion is this scan, as the HMM forward pass is the (sum, product) one.
     """
+    _matrices(p, q)
     return (q[..., :, :, None] + p[..., None, :, :]).amax(dim=-2)
 
 
@@ -277,8 +308,8 @@ def interval_op(p, q):
     Associative, and it raises if the two intervals are not adjacent (``h₁ + 1 = l₂``): a scan that
     combined anything out of order would be caught.  Used to draw which partial results exist.
     """
-    lo1, hi1 = p
-    lo2, hi2 = q
+    lo1, hi1 = _pair(p, "p", "(lo, hi)")
+    lo2, hi2 = _pair(q, "q", "(lo, hi)")
     if not bool(torch.all(hi1 + 1 == lo2)):
         raise ValueError("interval_op combined intervals that are not adjacent")
     return lo1, hi2
@@ -314,12 +345,11 @@ def _check_recurrence(a, b, h0):
         if not (t.is_floating_point() or t.is_complex()):
             raise ValueError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
     if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape (..., L), got a {tuple(a.shape)} "
-                         f"and b {tuple(b.shape)}")
+        raise ValueError(f"b must have the shape of a (..., L) = {tuple(a.shape)}, got {tuple(b.shape)}")
     if a.dtype != b.dtype:
-        raise ValueError(f"a and b must have the same dtype, got {a.dtype} and {b.dtype}")
+        raise ValueError(f"b must have the dtype of a ({a.dtype}), got {b.dtype}")
     if a.device != b.device:
-        raise ValueError(f"a and b must be on the same device, got {a.device} and {b.device}")
+        raise ValueError(f"b must be on the device of a ({a.device}), got {b.device}")
     if h0 is not None:
         if not isinstance(h0, torch.Tensor) or h0.shape != a.shape[:-1]:
             got = tuple(h0.shape) if isinstance(h0, torch.Tensor) else type(h0).__name__

@@ -66,6 +66,12 @@ def check_inputs(u, delta, A, B, C, D=None, z=None, delta_bias=None):
     batch, dim, L = u.shape
     if batch < 1 or dim < 1 or L < 1:
         raise ValueError(f"u must have batch, dim and L all ≥ 1, got shape {tuple(u.shape)}")
+    # the first argument's layout first: A fixes dim, so u given as (batch, L, dim) is caught
+    # here and reported as u's mistake, not as a mismatch of the arguments checked after it
+    if A.dim() == 2 and A.shape[0] != dim and u.shape[2] == A.shape[0]:
+        raise ValueError(
+            f"u must have shape (batch, dim, L) with dim = A.shape[0] = {A.shape[0]}, got shape "
+            f"{tuple(u.shape)}: it looks like (batch, L, dim); pass u.transpose(1, 2)")
     for name in ("delta", "z"):
         t = named[name]
         if t is not None and tuple(t.shape) != (batch, dim, L):
@@ -78,23 +84,22 @@ def check_inputs(u, delta, A, B, C, D=None, z=None, delta_bias=None):
     N = A.shape[1]
     if not 1 <= N <= MAX_STATE:
         raise ValueError(f"A must have shape (dim, N) with 1 ≤ N ≤ {MAX_STATE}, got N = {N}")
-    if B.dim() != C.dim() or B.shape != C.shape:
-        raise ValueError(f"B and C must have the same shape, got B {_describe(B)} and C {_describe(C)}")
-    if B.dim() == 3:
-        groups = 0
-        expected = (batch, N, L)
-    elif B.dim() == 4:
-        groups = B.shape[1]
-        expected = (batch, groups, N, L)
-        if groups < 1 or dim % groups != 0:
-            raise ValueError(f"B must have groups dividing dim = {dim}, got shape {tuple(B.shape)}")
-    else:
-        raise ValueError(f"B must have shape (batch, N, L) or (batch, groups, N, L), got {_describe(B)}")
     for name in ("B", "C"):
         t = named[name]
+        if t.dim() not in (3, 4):
+            raise ValueError(f"{name} must have shape (batch, N, L) or (batch, groups, N, L), got {_describe(t)}")
+        if t.dim() == 4 and (t.shape[1] < 1 or dim % t.shape[1] != 0):
+            raise ValueError(f"{name} must have groups dividing dim = {dim}, got shape {tuple(t.shape)}")
+        expected = (batch, N, L) if t.dim() == 3 else (batch, t.shape[1], N, L)
         if tuple(t.shape) != expected:
-            layout = "(batch, N, L)" if groups == 0 else "(batch, groups, N, L)"
-            raise ValueError(f"{name} must have shape {layout} = {expected}, got {_describe(t)}")
+            layout = "(batch, N, L)" if t.dim() == 3 else "(batch, groups, N, L)"
+            hint = ""
+            if t.shape[-2:] == (L, N) and L != N:
+                hint = f"; it looks like {layout[:-5]}L, N); pass {name}.transpose(-1, -2)"
+            raise ValueError(f"{name} must have shape {layout} = {expected}, got {_describe(t)}{hint}")
+    if B.shape != C.shape:
+        raise ValueError(f"C must have the shape of B {tuple(B.shape)}, got {_describe(C)}")
+    groups = 0 if B.dim() == 3 else B.shape[1]
     for name in ("D", "delta_bias"):
         t = named[name]
         if t is not None and tuple(t.shape) != (dim,):
@@ -192,6 +197,13 @@ def random_inputs(batch, dim, L, N, groups=0, *, D=True, z=True, delta_bias=True
     decays in (0, 1)); without softplus delta is drawn positive, as a step size must be.
     Used by the tests and the chapter's demos.
     """
+    from . import _checks
+
+    batch, dim, L = (_checks.positive_int(v, n) for v, n in ((batch, "batch"), (dim, "dim"), (L, "L")))
+    N = _checks.positive_int(N, "N", maximum=MAX_STATE)
+    groups = _checks.positive_int(groups, "groups", minimum=0)
+    if groups and dim % groups:
+        raise ValueError(f"groups must divide dim = {dim} (0 for the shared layout), got {groups}")
     g = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
     f64 = dict(generator=g, dtype=torch.float64)
 

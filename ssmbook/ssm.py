@@ -33,6 +33,7 @@ def is_stable(A, margin: float = 0.0) -> bool:
     A = _checks.array(A, "A", min_size=0)
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"A must be a square matrix of shape (N, N), got shape {A.shape}")
+    margin = _checks.real_scalar(margin, "margin")
     return bool(np.all(np.linalg.eigvals(A).real < -margin))
 
 
@@ -220,6 +221,7 @@ def recurrence(Ab, Bb, C, x, D: float = 0.0, h0=None):
     x = _checks.array(x, "x", min_size=0)
     if x.ndim != 1:
         raise ValueError(f"x must have shape (L,), got shape {x.shape}")
+    D = _checks.real_scalar(D, "D")
     h = np.zeros(Ab.shape[0]) if h0 is None else _checks.array(h0, "h0", min_size=0)
     if h.shape != (Ab.shape[0],):
         raise ValueError(f"h0 must have shape (N,) = ({Ab.shape[0]},), got shape {h.shape}")
@@ -292,8 +294,8 @@ def diagonal_ssm(N: int, slowest: float = 0.1, fastest: float = 1.0) -> Continuo
     N = _checks.positive_int(N, "N")
     slowest = _checks.positive_scalar(slowest, "slowest")
     fastest = _checks.positive_scalar(fastest, "fastest")
-    if not (0 < slowest <= fastest):
-        raise ValueError(f"need 0 < slowest <= fastest, got slowest={slowest}, fastest={fastest}")
+    if slowest > fastest:
+        raise ValueError(f"slowest must be <= fastest, got slowest={slowest}, fastest={fastest}")
     rates = np.array([slowest]) if N == 1 else np.geomspace(fastest, slowest, N)
     return ContinuousSSM(-np.diag(rates), np.ones(N), np.full(N, 1.0 / N))
 

@@ -314,9 +314,9 @@ def test_torch_rules_reject_bad_scalar_delta():
     """A 0-dim delta tensor gets the same dtype check as a per-row one; a float delta must be finite."""
     a, b = -torch.ones(2, 3, dtype=torch.float64), torch.ones(2, 3, dtype=torch.float64)
     for bad in (torch.tensor(0.1 + 0.2j), torch.tensor(1)):
-        with pytest.raises(ValueError, match="delta must be a real floating"):
+        with pytest.raises(ValueError, match="delta must be a floating-point tensor"):
             dz.zoh_diag_torch(a, b, bad)
-        with pytest.raises(ValueError, match="delta must be a real floating"):
+        with pytest.raises(ValueError, match="delta must be a floating-point tensor"):
             dz.bilinear_diag_torch(a, b, bad)
     with pytest.raises(ValueError, match="delta must be a positive finite scalar"):
         dz.zoh_diag_torch(a, b, float("inf"))

@@ -124,7 +124,7 @@ def test_attention_bad_input():
     q = torch.randn(1, 2, 5, 3)
     with pytest.raises(ValueError, match=r"q must have shape \(batch, heads, L, d_head\)"):
         mo.attention(q[0], q, q)
-    with pytest.raises(ValueError, match="must share the shape"):
+    with pytest.raises(ValueError, match="must have the shape of q"):
         mo.attention(q, q[:, :, :4], q)
     with pytest.raises(ValueError, match=r"mask must be a torch.bool tensor of shape \(L, L\) = \(5, 5\)"):
         mo.attention(q, q, q, torch.ones(4, 4, dtype=torch.bool))

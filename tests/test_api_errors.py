@@ -1,0 +1,458 @@
+"""Every public function and class of ``ssmbook`` meets bad input with a clear error.
+
+``CASES`` maps each public callable (``module.name``) to a list of misuses ``(label, call, arg)``;
+each call must raise a ``ValueError`` or ``TypeError`` whose message names ``arg`` as its
+subject (``"<arg> must ..."``), so the error blames the argument that is wrong.  A public
+callable missing from the table fails :func:`test_every_public_callable_has_cases`, so new API
+cannot slip through without its misuse cases.  Callables that take no argument are listed in
+``NO_ARGUMENTS``.  The walk prints its counts: cases, clear, unclear (an error that does not name
+the argument, or of another type) and silent (no error at all).
+"""
+import importlib
+import pkgutil
+import re
+
+import numpy as np
+import pytest
+import sympy as sp
+import torch
+
+import ssmbook
+from ssmbook import derive, discretize, hmm, mamba, mambaout, rwkv, s4, scan, selective, ssm
+
+MODULES = {m.__name__.split(".")[-1]: m for m in
+           (derive, discretize, hmm, mamba, mambaout, rwkv, s4, scan, selective, ssm)}
+# Modules whose misuse tables live elsewhere: the chapter helpers (notebook, plot), the sliders
+# (tests/test_widgets.py) and the Triton kernels (tests/test_kernels.py).
+ELSEWHERE = {"notebook", "plot", "widgets", "kernels"}
+
+NO_ARGUMENTS = {"derive.symbols", "derive.zoh_scalar", "derive.discretization_rules",
+                "mambaout.long_sequence_criterion"}
+
+
+def public_callables(module):
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [n for n in dir(module) if not n.startswith("_")
+                 and getattr(getattr(module, n), "__module__", None) == module.__name__]
+    return sorted(n for n in names if callable(getattr(module, n)))
+
+
+f32 = torch.float32
+
+
+def T(*shape, dtype=f32, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def ids(*shape, high=5):
+    return torch.randint(0, high, shape)
+
+
+# small, valid objects the misuse cases start from --------------------------------------------
+CASINO = hmm.dishonest_casino()
+OBS = np.array([0, 1, 5, 2])
+torch.manual_seed(0)
+MBLOCK = mamba.MambaBlock(8, d_state=4, backend="torch")
+MLM = mamba.MambaLM(11, 8, 1, d_state=4, backend="torch")
+S4LM_ = mamba.S4LM(11, 8, 1, d_state=4)
+S4L = s4.S4Layer(3, 4)
+S4C = s4.S4Classifier(5, 2, d_model=8, d_state=4)
+TM4 = rwkv.TimeMix(8)
+TM6 = rwkv.TimeMix6(8, 2, decay_rank=4)
+CMIX = rwkv.ChannelMix(8)
+RBLK = rwkv.RWKVBlock(8)
+RLM = rwkv.RWKVLM(11, 8, 1)
+RLM6 = rwkv.RWKVLM(11, 8, 1, version=6, n_head=2)
+TLM = rwkv.TransformerLM(11, 8, 1, n_head=2, max_len=16)
+GCNN = mambaout.GatedCNNBlock(8, kernel_size=3)
+MHA = mambaout.MultiHeadAttention(8, 2)
+TBLK = mambaout.TransformerBlock(8, 2)
+VIT = mambaout.TinyViT(image_size=8, patch_size=2, dim=8, depth=1, heads=2)
+TMO = mambaout.TinyMambaOut(dims=(8, 8))
+DOWN = mambaout.Downsample(4, 8)
+MMIX = mambaout.MambaMixerBlock(8, d_state=4)
+CSSM = ssm.spring_mass_damper()
+W, U = -torch.rand(3).log(), T(3)
+K4, V4 = T(2, 7, 3), T(2, 7, 3, seed=1)
+R6, LW6, K6, V6, U6 = T(2, 5, 2, 3), -torch.rand(2, 5, 2, 3), T(2, 5, 2, 3), T(2, 5, 2, 4), T(2, 3)
+SEL = selective.random_inputs(2, 3, 5, 4, seed=0)
+A2, B2, C2 = np.array([[0.9, 0.1], [0.0, 0.5]]), np.ones(2), np.array([1.0, -1.0])
+
+
+def sel(**over):
+    kw = dict(SEL)
+    kw.pop("delta_softplus")
+    kw.update(over)
+    return kw
+
+
+def _steps(p, q):
+    return p + q
+
+
+CASES = {
+    # ---------------------------------------------------------------------------------- derive
+    "derive.example_matrix": [("unknown kind", lambda: derive.example_matrix("triangular"), "kind")],
+    "derive.ode_solution": [("non-square A", lambda: derive.ode_solution(sp.Matrix([[1, 2, 3]])), "A"),
+                            ("numpy A", lambda: derive.ode_solution(np.eye(2)), "A")],
+    "derive.zoh_derivation": [("non-square A", lambda: derive.zoh_derivation(sp.Matrix([[1, 2]])), "A")],
+    "derive.pade_exp": [("negative m", lambda: derive.pade_exp(-1, 2), "m"),
+                        ("float n", lambda: derive.pade_exp(1, 1.5), "n")],
+    "derive.local_error": [("order 0", lambda: derive.local_error(1 + derive.symbols()["z"], order=0), "order"),
+                           ("string R", lambda: derive.local_error("1 + z"), "R")],
+    # ---------------------------------------------------------------------------------- discretize
+    **{f"discretize.{f}": [
+        ("B of another N", lambda f=f: getattr(discretize, f)(A2, np.ones(3), 0.1), "B"),
+        ("non-square A", lambda f=f: getattr(discretize, f)(np.ones((2, 3)), B2, 0.1), "A"),
+        ("negative delta", lambda f=f: getattr(discretize, f)(A2, B2, -0.1), "delta"),
+        ("NaN in A", lambda f=f: getattr(discretize, f)(A2 * np.nan, B2, 0.1), "A"),
+        ("string delta", lambda f=f: getattr(discretize, f)(A2, B2, "0.1"), "delta"),
+    ] for f in ("zoh", "bilinear", "euler")},
+    **{f"discretize.{f}": [
+        ("2-D a", lambda f=f: getattr(discretize, f)(A2, B2, 0.1), "a"),
+        ("B of another N", lambda f=f: getattr(discretize, f)(np.array([-1.0, -2.0]), np.ones(3), 0.1), "B"),
+        ("NaN delta", lambda f=f: getattr(discretize, f)(np.array([-1.0]), np.ones(1), np.nan), "delta"),
+        ("inf in a", lambda f=f: getattr(discretize, f)(np.array([-np.inf]), np.ones(1), 0.1), "a"),
+    ] for f in ("zoh_diag", "bilinear_diag", "euler_diag")},
+    **{f"discretize.{f}": [
+        ("b of another shape", lambda f=f: getattr(discretize, f)(-torch.rand(2, 3), torch.ones(3), 0.1), "b"),
+        ("negative tensor delta", lambda f=f: getattr(discretize, f)(-torch.rand(2, 3), torch.ones(2, 3),
+                                                                     torch.tensor([0.1, -0.1])), "delta"),
+        ("delta of a wrong shape", lambda f=f: getattr(discretize, f)(-torch.rand(2, 3), torch.ones(2, 3),
+                                                                      torch.ones(3)), "delta"),
+        ("integer a", lambda f=f: getattr(discretize, f)(torch.ones(2, dtype=torch.int64),
+                                                         torch.ones(2), 0.1), "a"),
+        ("numpy a", lambda f=f: getattr(discretize, f)(np.ones(2), torch.ones(2), 0.1), "a"),
+    ] for f in ("zoh_diag_torch", "bilinear_diag_torch")},
+    "discretize.phi1": [("string z", lambda: discretize.phi1(np.array(["a"])), "z"),
+                        ("a tensor z", lambda: discretize.phi1(torch.ones(2)), "z")],
+    # ---------------------------------------------------------------------------------- hmm
+    "hmm.HMM": [
+        ("pi not summing to 1", lambda: hmm.HMM([0.5, 0.6], np.eye(2), np.eye(2)), "pi"),
+        ("non-square A", lambda: hmm.HMM([0.5, 0.5], np.ones((2, 3)) / 3, np.eye(2)), "A"),
+        ("B with another N", lambda: hmm.HMM([0.5, 0.5], np.eye(2), np.ones((3, 2)) / 2), "B"),
+        ("NaN in A", lambda: hmm.HMM([0.5, 0.5], np.full((2, 2), np.nan), np.eye(2)), "A"),
+        ("forward: symbol out of range", lambda: CASINO.forward([0, 6]), "obs"),
+        ("forward: float symbols", lambda: CASINO.forward(np.array([0.0, 1.0])), "obs"),
+        ("forward: bad prior", lambda: CASINO.forward(OBS, prior=[1.0, 1.0]), "prior"),
+        ("log_likelihood: unknown method", lambda: CASINO.log_likelihood(OBS, method="exact"), "method"),
+        ("sample: T = 0", lambda: CASINO.sample(0), "T"),
+        ("viterbi: 2-D obs", lambda: CASINO.viterbi(OBS[None]), "obs"),
+        ("posterior: empty obs", lambda: CASINO.posterior([]), "obs"),
+        ("backward: c of another length", lambda: CASINO.backward(OBS, c=np.ones(3)), "c"),
+        ("log_joint: states of another length", lambda: CASINO.log_joint([0, 1], OBS), "states"),
+        ("log_joint: state out of range", lambda: CASINO.log_joint([0, 1, 2, 0], OBS), "states"),
+        ("transition_matrices: negative symbol", lambda: CASINO.transition_matrices([0, -1]), "obs"),
+        ("forward_as_scan: symbol out of range", lambda: CASINO.forward_as_scan([7]), "obs"),
+    ],
+    **{f"hmm.{f}": [
+        ("not an HMM", lambda f=f: getattr(hmm, f)("casino", OBS), "hmm"),
+        ("symbol out of range", lambda f=f: getattr(hmm, f)(CASINO, [0, 9]), "obs"),
+    ] for f in ("brute_force_likelihood", "brute_force_posterior", "brute_force_viterbi")},
+    "hmm.dishonest_casino": [("probability 1.5", lambda: hmm.dishonest_casino(1.5), "p_fair_to_loaded"),
+                             ("NaN probability", lambda: hmm.dishonest_casino(0.1, np.nan), "p_loaded_to_fair"),
+                             ("negative probability", lambda: hmm.dishonest_casino(p_six_loaded=-0.1), "p_six_loaded")],
+    "hmm.log_matmul": [("mismatched inner dims", lambda: hmm.log_matmul(np.zeros((2, 3)), np.zeros((2, 2))), "X"),
+                       ("1-D Y", lambda: hmm.log_matmul(np.zeros((2, 2)), np.zeros(2)), "Y"),
+                       ("NaN in X", lambda: hmm.log_matmul(np.full((2, 2), np.nan), np.zeros((2, 2))), "X")],
+    "hmm.prefix_products": [("non-square mats", lambda: hmm.prefix_products(np.ones((3, 2, 3))), "mats"),
+                            ("negative mats", lambda: hmm.prefix_products(-np.ones((3, 2, 2))), "mats"),
+                            ("logs of another length", lambda: hmm.prefix_products(np.ones((3, 2, 2)), np.zeros(2)), "logs"),
+                            ("NaN logs", lambda: hmm.prefix_products(np.ones((1, 2, 2)), np.array([np.nan])), "logs")],
+    # ---------------------------------------------------------------------------------- mamba
+    "mamba.MambaBlock": [
+        ("d_model 0", lambda: mamba.MambaBlock(0), "d_model"),
+        ("d_state above the kernel's limit", lambda: mamba.MambaBlock(4, d_state=selective.MAX_STATE + 1), "d_state"),
+        ("unknown backend", lambda: mamba.MambaBlock(4, backend="cuda"), "backend"),
+        ("dt_min > dt_max", lambda: mamba.MambaBlock(4, dt_min=0.5, dt_max=0.1), "dt_min"),
+        ("forward: last dim not d_model", lambda: MBLOCK(T(2, 5, 7)), "x"),
+        ("forward: float64 input, float32 block", lambda: MBLOCK(T(2, 5, 8, dtype=torch.float64)), "x"),
+        ("forward: empty batch", lambda: MBLOCK(T(0, 5, 8)), "x"),
+        ("step: x_t 3-D", lambda: MBLOCK.step(T(2, 1, 8), MBLOCK.allocate_state(2)), "x_t"),
+        ("step: state for another batch", lambda: MBLOCK.step(T(2, 8), MBLOCK.allocate_state(3)), "state"),
+        ("step: float64 x_t", lambda: MBLOCK.step(T(2, 8, dtype=torch.float64), MBLOCK.allocate_state(2)), "x_t"),
+        ("allocate_state: batch 0", lambda: MBLOCK.allocate_state(0), "batch"),
+    ],
+    "mamba.MambaLM": [
+        ("vocab_size 0", lambda: mamba.MambaLM(0, 8, 1), "vocab_size"),
+        ("d_state above the kernel's limit", lambda: mamba.MambaLM(5, 8, 1, d_state=10_000), "d_state"),
+        ("forward: token out of range", lambda: MLM(ids(2, 4, high=12) + 11), "tokens"),
+        ("forward: negative token", lambda: MLM(-ids(2, 4) - 1), "tokens"),
+        ("forward: float tokens", lambda: MLM(T(2, 4)), "tokens"),
+        ("forward: empty batch", lambda: MLM(ids(0, 4)), "tokens"),
+        ("step: token out of range", lambda: MLM.step(torch.tensor([3, 11]), MLM.allocate_state(2)), "token_t"),
+        ("step: state for another batch", lambda: MLM.step(ids(2), MLM.allocate_state(3)), "state"),
+    ],
+    "mamba.MambaState": [("conv not a tensor", lambda: mamba.MambaState(conv=[0.0], ssm=torch.zeros(1, 2, 3)), "conv"),
+                         ("ssm of another batch", lambda: mamba.MambaState(conv=torch.zeros(1, 2, 4),
+                                                                           ssm=torch.zeros(2, 2, 3)), "ssm")],
+    "mamba.RMSNorm": [("d 0", lambda: mamba.RMSNorm(0), "d"),
+                      ("forward: last dim not d", lambda: mamba.RMSNorm(4)(T(2, 3)), "x")],
+    "mamba.S4LM": [("vocab_size 0", lambda: mamba.S4LM(0, 8, 1), "vocab_size"),
+                   ("forward: token out of range", lambda: S4LM_(ids(2, 4) + 11), "tokens"),
+                   ("forward: 1-D tokens", lambda: S4LM_(ids(4)), "tokens")],
+    "mamba.dt_bias_init": [("d_inner 0", lambda: mamba.dt_bias_init(0), "d_inner"),
+                           ("dt_min > dt_max", lambda: mamba.dt_bias_init(4, dt_min=0.5, dt_max=0.1), "dt_min")],
+    "mamba.s4d_real_A_log": [("d_inner 0", lambda: mamba.s4d_real_A_log(0, 4), "d_inner"),
+                             ("d_state -1", lambda: mamba.s4d_real_A_log(4, -1), "d_state")],
+    "mamba.selective_copying_batch": [("batch 0", lambda: mamba.selective_copying_batch(0), "batch"),
+                                      ("n_data > n_context", lambda: mamba.selective_copying_batch(2, n_context=3, n_data=5), "n_data")],
+    "mamba.train_selective_copying": [("steps 0", lambda: mamba.train_selective_copying(MLM, 0), "steps"),
+                                      ("not a module", lambda: mamba.train_selective_copying("model", 1), "model")],
+    # ---------------------------------------------------------------------------------- mambaout
+    "mambaout.DigitsSplit": [("x_train not a tensor", lambda: mambaout.DigitsSplit([1], torch.zeros(1), torch.zeros(1, 1, 8, 8), torch.zeros(1)), "x_train")],
+    "mambaout.Downsample": [("in_chans 0", lambda: mambaout.Downsample(0, 4), "in_chans"),
+                            ("forward: wrong channels", lambda: DOWN(T(1, 8, 8, 3)), "x")],
+    "mambaout.GatedCNNBlock": [("dim 0", lambda: mambaout.GatedCNNBlock(0), "dim"),
+                               ("forward: last dim not dim", lambda: GCNN(T(1, 4, 4, 7)), "x")],
+    "mambaout.MambaMixerBlock": [("dim 0", lambda: mambaout.MambaMixerBlock(0), "dim"),
+                                 ("forward: last dim not dim", lambda: MMIX(T(1, 4, 4, 7)), "x")],
+    "mambaout.MultiHeadAttention": [("heads not dividing dim", lambda: mambaout.MultiHeadAttention(8, 3), "heads"),
+                                    ("forward: last dim not dim", lambda: MHA(T(1, 4, 7)), "x")],
+    "mambaout.TinyMambaOut": [("unknown mixer", lambda: mambaout.TinyMambaOut(mixer="lstm"), "mixer"),
+                              ("forward: wrong channels", lambda: TMO(T(2, 3, 8, 8)), "images")],
+    "mambaout.TinyViT": [("patch not dividing the image", lambda: mambaout.TinyViT(image_size=7, patch_size=2), "patch_size"),
+                         ("forward: wrong image size", lambda: VIT(T(2, 1, 6, 6)), "images")],
+    "mambaout.TransformerBlock": [("dim 0", lambda: mambaout.TransformerBlock(0, 1), "dim"),
+                                  ("forward: last dim not dim", lambda: TBLK(T(1, 4, 7)), "x")],
+    "mambaout.accuracy": [("labels of another length", lambda: mambaout.accuracy(TMO, T(4, 1, 8, 8), torch.zeros(3, dtype=torch.int64)), "y"),
+                          ("not a module", lambda: mambaout.accuracy("m", T(4, 1, 8, 8), torch.zeros(4, dtype=torch.int64)), "model")],
+    "mambaout.attention": [("3-D q", lambda: mambaout.attention(T(1, 4, 8), T(1, 4, 8), T(1, 4, 8)), "q"),
+                           ("k of another shape", lambda: mambaout.attention(T(1, 2, 4, 8), T(1, 2, 5, 8), T(1, 2, 4, 8)), "k")],
+    "mambaout.attention_ref": [("3-D q", lambda: mambaout.attention_ref(T(1, 4, 8), T(1, 4, 8), T(1, 4, 8)), "q"),
+                               ("mask of another size", lambda: mambaout.attention_ref(T(1, 1, 3, 2), T(1, 1, 3, 2), T(1, 1, 3, 2),
+                                                                                        torch.ones(2, 2, dtype=torch.bool)), "mask")],
+    "mambaout.count_flops": [("not a module", lambda: mambaout.count_flops("block", T(1, 4, 8)), "module")],
+    "mambaout.gated_cnn_block_ref": [("not a GatedCNNBlock", lambda: mambaout.gated_cnn_block_ref(MHA, T(1, 4, 4, 8)), "block"),
+                                     ("x with another dim", lambda: mambaout.gated_cnn_block_ref(GCNN, T(1, 4, 4, 7)), "x")],
+    "mambaout.influence_matrix": [("L 0", lambda: mambaout.influence_matrix(MHA, 0, 8), "L"),
+                                  ("mixer not callable", lambda: mambaout.influence_matrix("mixer", 3, 8), "mixer")],
+    "mambaout.kv_cache_floats": [("negative t", lambda: mambaout.kv_cache_floats(-1, 8), "t"),
+                                 ("D 0", lambda: mambaout.kv_cache_floats(3, 0), "D")],
+    "mambaout.load_digits_split": [("test_fraction 1.5", lambda: mambaout.load_digits_split(1.5), "test_fraction")],
+    "mambaout.make_model": [("unknown name", lambda: mambaout.make_model("lstm", 0), "name")],
+    "mambaout.mamba_state_floats": [("negative D", lambda: mambaout.mamba_state_floats(-1), "D")],
+    "mambaout.n_tokens": [("height 0", lambda: mambaout.n_tokens(0, 8), "height"),
+                          ("patch 0", lambda: mambaout.n_tokens(8, 8, 0), "patch")],
+    "mambaout.run_digits_experiment": [("unknown model name", lambda: mambaout.run_digits_experiment(names=["lstm"], data="x"), "names")],
+    "mambaout.token_mixing_mask": [("L 0", lambda: mambaout.token_mixing_mask(0), "L"),
+                                   ("unknown mode", lambda: mambaout.token_mixing_mask(3, "bidirectional"), "mode")],
+    "mambaout.train_classifier": [("data not a DigitsSplit", lambda: mambaout.train_classifier(TMO, "digits"), "data"),
+                                  ("epochs 0", lambda: mambaout.train_classifier(TMO, mambaout.DigitsSplit(
+                                      torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.int64),
+                                      torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.int64)), epochs=0), "epochs")],
+    "mambaout.transformer_block_flops": [("negative L", lambda: mambaout.transformer_block_flops(-1, 8), "L"),
+                                         ("string D", lambda: mambaout.transformer_block_flops(4, "8"), "D")],
+    # ---------------------------------------------------------------------------------- rwkv
+    **{f"rwkv.{f}": [
+        ("k as (batch, C, T)", lambda f=f: getattr(rwkv, f)(W, U, K4.transpose(1, 2), V4), "k"),
+        ("w of another size", lambda f=f: getattr(rwkv, f)(torch.ones(4), U, K4, V4), "w"),
+        ("v of another shape", lambda f=f: getattr(rwkv, f)(W, U, K4, V4[:, :3]), "v"),
+        ("integer k", lambda f=f: getattr(rwkv, f)(W, U, K4.long(), V4), "k"),
+        ("empty batch", lambda f=f: getattr(rwkv, f)(W, U, K4[:0], V4[:0]), "k"),
+    ] for f in ("wkv_reference", "wkv_naive", "wkv_recurrent", "wkv_parallel", "wkv_chunked")},
+    "rwkv.wkv_init_state": [("batch 0", lambda: rwkv.wkv_init_state(0, 3), "batch"),
+                            ("channels -1", lambda: rwkv.wkv_init_state(2, -1), "channels")],
+    **{f"rwkv.{f}": [
+        ("k as (batch, H, T, K)", lambda f=f: getattr(rwkv, f)(R6, LW6, K6.transpose(1, 2), V6, U6), "k"),
+        ("u of another shape", lambda f=f: getattr(rwkv, f)(R6, LW6, K6, V6, U6.T), "u"),
+        ("v of another length", lambda f=f: getattr(rwkv, f)(R6, LW6, K6, V6[:, :3], U6), "v"),
+        ("positive log_w", lambda f=f: getattr(rwkv, f)(R6, -LW6 + 1, K6, V6, U6), "log_w"),
+        ("NaN log_w", lambda f=f: getattr(rwkv, f)(R6, LW6 * np.nan, K6, V6, U6), "log_w"),
+    ] for f in ("wkv6_reference", "wkv6_recurrent", "wkv6_parallel", "wkv6_chunked")},
+    "rwkv.TimeMix": [("d_model 0", lambda: rwkv.TimeMix(0), "d_model"),
+                     ("unknown wkv_mode", lambda: rwkv.TimeMix(8, wkv_mode="fast"), "wkv_mode"),
+                     ("chunk 0", lambda: rwkv.TimeMix(8, chunk=0), "chunk"),
+                     ("forward: last dim not d_model", lambda: TM4(T(2, 5, 7)), "x"),
+                     ("forward: state for another batch", lambda: TM4(T(2, 5, 8), TM4.allocate_state(3)), "state"),
+                     ("forward: float64 x", lambda: TM4(T(2, 5, 8, dtype=torch.float64)), "x")],
+    "rwkv.TimeMix6": [("n_head not dividing d_model", lambda: rwkv.TimeMix6(8, 3), "n_head"),
+                      ("n_head 0", lambda: rwkv.TimeMix6(8, 0), "n_head"),
+                      ("forward: last dim not d_model", lambda: TM6(T(2, 5, 7)), "x"),
+                      ("forward: state for another batch", lambda: TM6(T(2, 5, 8), TM6.allocate_state(3)), "state")],
+    "rwkv.ChannelMix": [("d_model 0", lambda: rwkv.ChannelMix(0), "d_model"),
+                        ("forward: last dim not d_model", lambda: CMIX(T(2, 5, 7)), "x"),
+                        ("forward: state for another batch", lambda: CMIX(T(2, 5, 8), CMIX.allocate_state(3)), "state")],
+    "rwkv.RWKVBlock": [("version 5", lambda: rwkv.RWKVBlock(8, version=5), "version"),
+                       ("d_model 0", lambda: rwkv.RWKVBlock(0), "d_model"),
+                       ("forward: last dim not d_model", lambda: RBLK(T(2, 5, 7)), "x")],
+    "rwkv.RWKVLM": [("vocab_size 0", lambda: rwkv.RWKVLM(0, 8, 1), "vocab_size"),
+                    ("n_layer 0", lambda: rwkv.RWKVLM(5, 8, 0), "n_layer"),
+                    ("forward: token out of range", lambda: RLM(ids(2, 4) + 11), "tokens"),
+                    ("forward: empty batch", lambda: RLM(ids(0, 4)), "tokens"),
+                    ("step: token out of range", lambda: RLM.step(torch.tensor([1, 99]), RLM.allocate_state(2)), "token"),
+                    ("step: state for another batch", lambda: RLM.step(ids(2), RLM.allocate_state(3)), "state"),
+                    ("step (v6): state for another batch", lambda: RLM6.step(ids(2), RLM6.allocate_state(3)), "state")],
+    "rwkv.causal_softmax_attention": [("3-D q", lambda: rwkv.causal_softmax_attention(T(1, 4, 8), T(1, 4, 8), T(1, 4, 8)), "q"),
+                                      ("k of another length", lambda: rwkv.causal_softmax_attention(T(1, 4, 2, 3), T(1, 5, 2, 3), T(1, 4, 2, 3)), "k")],
+    "rwkv.attention_step": [("4-D q", lambda: rwkv.attention_step(T(1, 1, 2, 3), T(1, 4, 2, 3), T(1, 4, 2, 3)), "q"),
+                            ("v_cache of another length", lambda: rwkv.attention_step(T(1, 2, 3), T(1, 4, 2, 3), T(1, 5, 2, 3)), "v_cache")],
+    "rwkv.TransformerLM": [("vocab_size 0", lambda: rwkv.TransformerLM(0, 8, 1, n_head=2), "vocab_size"),
+                           ("n_head not dividing d_model", lambda: rwkv.TransformerLM(5, 8, 1, n_head=3), "n_head"),
+                           ("forward: token out of range", lambda: TLM(ids(2, 4) + 11), "tokens"),
+                           ("forward: longer than max_len", lambda: TLM(ids(1, 17)), "tokens")],
+    "rwkv.count_parameters": [("not a module", lambda: rwkv.count_parameters("model"), "model")],
+    "rwkv.char_corpus": [("n_chars 1", lambda: rwkv.char_corpus(1), "n_chars")],
+    "rwkv.train_lm": [("float train_ids", lambda: rwkv.train_lm(RLM, T(100), ids(100), steps=1), "train_ids"),
+                      ("steps 0", lambda: rwkv.train_lm(RLM, ids(100), ids(100), steps=0), "steps"),
+                      ("train_ids shorter than seq_len", lambda: rwkv.train_lm(RLM, ids(10), ids(100), steps=1), "train_ids")],
+    "rwkv.peak_memory": [("fn not callable", lambda: rwkv.peak_memory("f"), "fn")],
+    "rwkv.count_ops": [("fn not callable", lambda: rwkv.count_ops(3), "fn")],
+    # ---------------------------------------------------------------------------------- s4
+    **{f"s4.{f}": [("N 0", lambda f=f: getattr(s4, f)(0), "N"), ("float N", lambda f=f: getattr(s4, f)(2.0), "N")]
+       for f in ("hippo_legs", "hippo_legs_nplr", "hippo_legs_diagonal")},
+    "s4.legs_online": [("2-D f", lambda: s4.legs_online(np.ones((3, 2)), 4), "f"),
+                       ("N 0", lambda: s4.legs_online(np.ones(3), 0), "N"),
+                       ("NaN in f", lambda: s4.legs_online(np.array([1.0, np.nan]), 2), "f")],
+    "s4.legs_project": [("negative t", lambda: s4.legs_project(np.sin, -1.0, 4), "t"),
+                        ("fn not callable", lambda: s4.legs_project(3, 1.0, 4), "fn")],
+    "s4.legendre_reconstruct": [("s outside [0, 1]", lambda: s4.legendre_reconstruct(np.ones(3), np.array([1.5])), "s"),
+                                ("NaN in c", lambda: s4.legendre_reconstruct(np.array([np.nan]), np.array([0.5])), "c")],
+    "s4.legs_lti_kernel": [("negative lag", lambda: s4.legs_lti_kernel(np.array([-1.0]), 3), "r")],
+    "s4.kernel": [("L 0", lambda: s4.kernel(A2, B2, C2, 0), "L"),
+                  ("Bb of another N", lambda: s4.kernel(A2, np.ones(3), C2, 4), "Bb"),
+                  ("NaN in Ab", lambda: s4.kernel(A2 * np.nan, B2, C2, 4), "Ab")],
+    "s4.kernel_diag": [("dB of another N", lambda: s4.kernel_diag(np.ones(2) * 0.5, np.ones(3), np.ones(2), 4), "dB"),
+                       ("L 0", lambda: s4.kernel_diag(np.ones(2) * 0.5, np.ones(2), np.ones(2), 0), "L")],
+    "s4.conv_matrix": [("2-D K", lambda: s4.conv_matrix(np.ones((2, 2))), "K"),
+                       ("L 0", lambda: s4.conv_matrix(np.ones(3), 0), "L")],
+    "s4.causal_conv": [("K of another channel count", lambda: s4.causal_conv(T(2, 3, 8), T(4, 8)), "K"),
+                       ("NaN in u", lambda: s4.causal_conv(np.array([np.nan, 1.0]), np.ones(2)), "u"),
+                       ("integer u tensor", lambda: s4.causal_conv(torch.ones(4, dtype=torch.int64), T(4)), "u")],
+    "s4.causal_conv_direct": [("0-d u", lambda: s4.causal_conv_direct(np.float64(1.0), np.ones(2)), "u"),
+                              ("K with leading dims not in u", lambda: s4.causal_conv_direct(np.ones((2, 5)), np.ones((3, 5))), "K")],
+    "s4.recurrent": [("h0 of another batch", lambda: s4.recurrent(A2, B2, C2, np.ones((2, 4)), h0=np.zeros((3, 2))), "h0"),
+                     ("non-square Ab", lambda: s4.recurrent(np.ones((2, 3)), B2, C2, np.ones(4)), "Ab")],
+    "s4.s4d_kernel": [("2-D log_dt", lambda: s4.s4d_kernel(torch.zeros(2, 1), torch.zeros(2, 3), torch.zeros(2, 3),
+                                                             torch.zeros(2, 3, dtype=torch.complex64), 4), "log_dt"),
+                      ("real C", lambda: s4.s4d_kernel(torch.zeros(2), torch.zeros(2, 3), torch.zeros(2, 3),
+                                                        torch.zeros(2, 3), 4), "C")],
+    "s4.S4Layer": [("d_model 0", lambda: s4.S4Layer(0), "d_model"),
+                   ("unknown init", lambda: s4.S4Layer(3, init="hippo"), "init"),
+                   ("forward: wrong H", lambda: S4L(T(2, 4, 5)), "u"),
+                   ("forward: empty batch", lambda: S4L(T(0, 3, 5)), "u"),
+                   ("step: state for another batch", lambda: S4L.step(T(2, 3), S4L.initial_state(3)), "state"),
+                   ("forward_recurrent: state for another batch", lambda: S4L.forward_recurrent(T(2, 3, 5), S4L.initial_state(3)), "state")],
+    "s4.S4Classifier": [("vocab 0", lambda: s4.S4Classifier(0, 2), "vocab"),
+                        ("forward: token out of range", lambda: S4C(ids(2, 6) + 5), "tokens"),
+                        ("forward: float tokens", lambda: S4C(T(2, 6)), "tokens")],
+    "s4.marker_copy_batch": [("batch 0", lambda: s4.marker_copy_batch(0, 8, 4, True), "batch"),
+                             ("L 1 (no room for the token after the marker)", lambda: s4.marker_copy_batch(2, 1, 4, True), "L")],
+    "s4.train_classifier": [("steps 0", lambda: s4.train_classifier(S4C, lambda: None, 0), "steps"),
+                            ("not a module", lambda: s4.train_classifier("model", lambda: None, 1), "model")],
+    # ---------------------------------------------------------------------------------- scan
+    "scan.ScanStats": [("negative combines", lambda: scan.ScanStats(combines=-1), "combines")],
+    **{f"scan.{f}": [
+        ("op not callable", lambda f=f: getattr(scan, f)("add", T(5)), "op"),
+        ("empty xs", lambda f=f: getattr(scan, f)(scan.add_op, ()), "xs"),
+        ("axis out of range", lambda f=f: getattr(scan, f)(scan.add_op, T(5), axis=2), "axis"),
+        ("parts of unequal length", lambda f=f: getattr(scan, f)(scan.affine_op, (T(5), T(4))), "xs"),
+    ] for f in ("sequential", "hillis_steele", "blelloch", "scan")},
+    "scan.linear_recurrence": [("b of another shape", lambda: scan.linear_recurrence(T(2, 5), T(2, 4)), "b"),
+                               ("h0 of another shape", lambda: scan.linear_recurrence(T(2, 5), T(2, 5), T(3)), "h0"),
+                               ("unknown method", lambda: scan.linear_recurrence(T(2, 5), T(2, 5), method="fast"), "method")],
+    "scan.linear_recurrence_ref": [("b of another dtype", lambda: scan.linear_recurrence_ref(T(5), T(5, dtype=torch.float64)), "b"),
+                                   ("numpy a", lambda: scan.linear_recurrence_ref(np.ones(5), T(5)), "a")],
+    "scan.affine_op": [("p not a pair", lambda: scan.affine_op(T(3), (T(3), T(3))), "p")],
+    "scan.add_op": [("q not a tensor", lambda: scan.add_op(T(3), "x"), "q")],
+    "scan.matmul_op": [("mismatched inner dims", lambda: scan.matmul_op(T(2, 3), T(2, 3)), "q")],
+    "scan.maxplus_op": [("mismatched inner dims", lambda: scan.maxplus_op(T(2, 3), T(3, 3)), "q"),
+                        ("1-D p", lambda: scan.maxplus_op(T(3), T(3, 3)), "p")],
+    "scan.interval_op": [("q not a pair", lambda: scan.interval_op((T(2), T(2)), T(2)), "q")],
+    "scan.trace_intervals": [("L 0", lambda: scan.trace_intervals(0), "L"),
+                             ("unknown method", lambda: scan.trace_intervals(4, "fast"), "method")],
+    "scan.work_closed_form": [("unknown method", lambda: scan.work_closed_form("fast", 4), "method"),
+                              ("L -1", lambda: scan.work_closed_form("blelloch", -1), "L")],
+    "scan.depth_closed_form": [("unknown method", lambda: scan.depth_closed_form("fast", 4), "method"),
+                               ("L 0", lambda: scan.depth_closed_form("blelloch", 0), "L")],
+    # ---------------------------------------------------------------------------------- selective
+    **{f"selective.{f}": [
+        ("u as (batch, L, dim)", lambda f=f: getattr(selective, f)(**sel(u=SEL["u"].transpose(1, 2))), "u"),
+        ("delta of another shape", lambda f=f: getattr(selective, f)(**sel(delta=SEL["delta"][..., :3])), "delta"),
+        ("A with N above the kernel's limit", lambda f=f: getattr(selective, f)(**sel(A=-torch.ones(3, selective.MAX_STATE + 1))), "A"),
+        ("B as (batch, L, N)", lambda f=f: getattr(selective, f)(**sel(B=SEL["B"].transpose(1, 2))), "B"),
+        ("integer u", lambda f=f: getattr(selective, f)(**sel(u=SEL["u"].long())), "u"),
+        ("empty batch", lambda f=f: getattr(selective, f)(**{k: (v[:0] if k in "u delta B C z" else v) for k, v in sel().items()}), "u"),
+    ] for f in ("selective_scan", "selective_scan_ref", "check_inputs")},
+    "selective.random_inputs": [("batch 0", lambda: selective.random_inputs(0, 3, 5, 4), "batch"),
+                                ("groups not dividing dim", lambda: selective.random_inputs(1, 3, 5, 4, groups=2), "groups"),
+                                ("N above the kernel's limit", lambda: selective.random_inputs(1, 3, 5, selective.MAX_STATE + 1), "N")],
+    # ---------------------------------------------------------------------------------- ssm
+    "ssm.ContinuousSSM": [("non-square A", lambda: ssm.ContinuousSSM(np.ones((2, 3)), B2, C2), "A"),
+                          ("B of another N", lambda: ssm.ContinuousSSM(A2, np.ones(3), C2), "B"),
+                          ("C of another N", lambda: ssm.ContinuousSSM(A2, B2, np.ones(3)), "C"),
+                          ("NaN in A", lambda: ssm.ContinuousSSM(A2 * np.nan, B2, C2), "A"),
+                          ("impulse_response: 2-D t", lambda: CSSM.impulse_response(np.ones((2, 2))), "t"),
+                          ("simulate: x of another length", lambda: CSSM.simulate(np.ones(4), np.linspace(0, 1, 5)), "x"),
+                          ("simulate: unknown method", lambda: CSSM.simulate(np.ones(5), np.linspace(0, 1, 5), method="rk4"), "method")],
+    "ssm.is_stable": [("non-square A", lambda: ssm.is_stable(np.ones((2, 3))), "A"),
+                      ("NaN margin", lambda: ssm.is_stable(A2, margin=np.nan), "margin")],
+    "ssm.recurrence": [("2-D x", lambda: ssm.recurrence(A2, B2, C2, np.ones((2, 2))), "x"),
+                       ("h0 of another N", lambda: ssm.recurrence(A2, B2, C2, np.ones(3), h0=np.ones(3)), "h0"),
+                       ("NaN D", lambda: ssm.recurrence(A2, B2, C2, np.ones(3), D=np.nan), "D")],
+    "ssm.recurrence_diag": [("2-D ab", lambda: ssm.recurrence_diag(A2, B2, C2, np.ones(3)), "ab"),
+                            ("c of another N", lambda: ssm.recurrence_diag(B2 * 0.5, B2, np.ones(3), np.ones(3)), "c")],
+    "ssm.kernel": [("L 0", lambda: ssm.kernel(A2, B2, C2, 0), "L"),
+                   ("Bb of another N", lambda: ssm.kernel(A2, np.ones(3), C2, 3), "Bb")],
+    "ssm.causal_convolve": [("x of another length", lambda: ssm.causal_convolve(np.ones(3), np.ones(4)), "x"),
+                            ("NaN in K", lambda: ssm.causal_convolve(np.array([np.nan]), np.ones(1)), "K")],
+    "ssm.diagonal_ssm": [("N 0", lambda: ssm.diagonal_ssm(0), "N"),
+                         ("slowest > fastest", lambda: ssm.diagonal_ssm(3, slowest=2.0, fastest=1.0), "slowest")],
+    "ssm.spring_mass_damper": [("negative m", lambda: ssm.spring_mass_damper(m=-1.0), "m"),
+                               ("NaN k", lambda: ssm.spring_mass_damper(k=np.nan), "k")],
+}
+
+
+def classify(call, arg):
+    """'clear', 'unclear: ...' or 'silent'."""
+    try:
+        call()
+    except (ValueError, TypeError) as exc:
+        msg = str(exc)
+        # the argument must be the subject of the message: "<arg> must ...", "<arg>[i] must ..."
+        if re.search(rf"(?<![\w.]){re.escape(arg)}(\[[^\]]*\])?(\s*\([^)]*\))?\s+must", msg):
+            return "clear", msg
+        return "unclear", f"{type(exc).__name__}: {msg}"
+    except Exception as exc:                                   # IndexError, RuntimeError, ...
+        return "unclear", f"{type(exc).__name__}: {exc}"
+    return "silent", ""
+
+
+def test_every_submodule_is_walked_or_listed():
+    names = {m.name for m in pkgutil.iter_modules(ssmbook.__path__) if not m.name.startswith("_")}
+    missing = names - set(MODULES) - ELSEWHERE
+    assert not missing, f"public modules without a misuse table: {sorted(missing)}"
+
+
+def test_every_public_callable_has_cases():
+    missing = [f"{m}.{n}" for m, mod in MODULES.items() for n in public_callables(mod)
+               if f"{m}.{n}" not in CASES and f"{m}.{n}" not in NO_ARGUMENTS]
+    assert not missing, f"public callables without misuse cases: {missing}"
+    stale = [k for k in CASES if not hasattr(MODULES[k.split(".")[0]], k.split(".")[1])]
+    assert not stale, f"table entries for names that no longer exist: {stale}"
+
+
+def test_bad_input_gets_a_clear_error(capsys):
+    counts = {"clear": 0, "unclear": 0, "silent": 0}
+    bad = []
+    for name, cases in CASES.items():
+        for label, call, arg in cases:
+            verdict, detail = classify(call, arg)
+            counts[verdict] += 1
+            if verdict != "clear":
+                bad.append(f"{verdict:8s} {name} [{label}] (should name {arg!r}) {detail[:160]}")
+    total = sum(counts.values())
+    with capsys.disabled():
+        print(f"\napi errors: {total} cases, {counts['clear']} clear, {counts['unclear']} unclear, "
+              f"{counts['silent']} silent")
+        for line in bad:
+            print("  " + line)
+    assert not bad, f"{len(bad)} of {total} misuses without a clear error"
+
+
+@pytest.mark.parametrize("name", sorted(NO_ARGUMENTS))
+def test_callables_without_arguments_reject_arguments(name):
+    mod, attr = name.split(".")
+    with pytest.raises(TypeError):
+        getattr(MODULES[mod], attr)(object())
