@@ -200,6 +200,10 @@ def page_body(entry: str, anchors: dict, with_solutions: bool, soup: BeautifulSo
     return art.decode_contents()
 
 
+def squash(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
 def headings(body_html: str) -> list[tuple[int, str, str]]:
     """(level, text, id) of the h1/h2 headings of the book body, in order."""
     soup = BeautifulSoup(body_html, "html.parser")
@@ -310,10 +314,14 @@ def build_pdf(edition: str, page: pathlib.Path, body: str, heads) -> pathlib.Pat
         walk(reader.outline, 1)
         numbers, j = [], 0
         for level, text, _ in heads:
-            while j < len(flat) and flat[j][1] != text:
-                j += 1
-            numbers.append(flat[j][2] if j < len(flat) else "")
-            j = j + 1 if j < len(flat) else 0
+            k = j
+            while k < len(flat) and squash(flat[k][1]) != squash(text):
+                k += 1
+            if k < len(flat):
+                numbers.append(flat[k][2])
+                j = k + 1
+            else:
+                numbers.append("")
         if sum(1 for n in numbers if n == "") > len(numbers) // 10:
             raise SystemExit(f"{edition}: the PDF outline does not follow the headings "
                              f"({sum(1 for n in numbers if n == '')} of {len(numbers)} not found)")
@@ -325,9 +333,24 @@ def build_pdf(edition: str, page: pathlib.Path, body: str, heads) -> pathlib.Pat
     writer = PdfWriter()
     writer.append(front_r, import_outline=False)
     n_front = len(writer.pages)
+    writer.append(body_r, import_outline=False)
+    # the bookmarks: cover, contents, then the body's outline (Chromium's, from the headings), with
+    # the headings' own text (Chromium drops the space at a line break)
     writer.add_outline_item(title="Cover", page_number=0)
     writer.add_outline_item(title="Contents", page_number=1 if n_front > 1 else 0)
-    writer.append(body_r, import_outline=True)
+    texts = {squash(t): t for _, t, _ in heads}
+
+    def copy(items, parent=None):
+        last = None
+        for it in items:
+            if isinstance(it, list):
+                copy(it, last)
+            else:
+                title = " ".join(it.title.split())
+                last = writer.add_outline_item(title=texts.get(squash(title), title), parent=parent,
+                                               page_number=n_front + body_r.get_destination_page_number(it))
+
+    copy(body_r.outline)
     writer.set_page_label(0, n_front - 1, style="/r")
     writer.set_page_label(n_front, len(writer.pages) - 1, style="/D", start=1)
     writer.add_metadata({"/Title": config().get("title", "ssmbook"), "/Author": config().get("author", "")})

@@ -51,6 +51,7 @@ MAX_SLIDE_WORDS = 40
 MAX_TABLE_ROWS = 14
 SHOW_INPUT = "slides-show-input"
 WIDTH, HEIGHT = 1280, 720
+ALL_EXERCISES: dict = {}  # label -> (chapter entry, "5.2"), filled by main()
 
 ROLE = re.compile(r"\{(cite:p|cite:t|cite|term|ref|numref|doc|eq|math)\}`([^`]*)`")
 FENCE = re.compile(r"^(`{3,}|:{3,})\{([\w-]+)\}(.*)$")
@@ -112,8 +113,10 @@ class Chapter:
         text, _, target = body.partition("<")
         target = target.rstrip(">").strip() or text.strip()
         if role in ("ref", "numref") and target in self.numbers:
-            shown = f"Exercise {self.numbers[target]}"
-            return f"[{shown}]({self.page_url}#{target})"
+            return f"[Exercise {self.numbers[target]}]({self.page_url}#{target})"
+        if role in ("ref", "numref") and target in ALL_EXERCISES:
+            entry, number = ALL_EXERCISES[target]
+            return f"[Exercise {number}]({self.base}{entry}.html#{target})"
         return text.strip()
 
     def links(self, m) -> str:
@@ -362,7 +365,7 @@ CSS = """
   width: 100% !important; height: auto; object-fit: contain; }
 .reveal .slide-html { font-size: .7em; }
 .reveal .slide-html table { font-size: .8em; } .reveal .slide-html td, .reveal .slide-html th { padding: .1em .4em; }
-.reveal pre.slide-code, .reveal pre.slide-output { font-size: .55em; box-shadow: none; width: 100%;
+.reveal pre.slide-code, .reveal pre.slide-output { font-size: .62em; box-shadow: none; width: 100%;
   background: #f6f8fa; padding: .4em; margin: .3em 0; }
 .reveal pre code { max-height: none; }
 .reveal mjx-container[display="true"] { max-width: 100%; overflow-x: auto; overflow-y: hidden; }
@@ -471,6 +474,8 @@ def main(argv=None):
     if not (OUT / "reveal.js").exists():
         shutil.copytree(VENDOR / "reveal.js", OUT / "reveal.js")
     bib, base = bibliography(), base_url()
+    for entry in chapter_entries():
+        ALL_EXERCISES.update({lab: (entry, num) for lab, num in exercise_numbers(entry).items()})
     entries = argv or chapter_entries()
     for entry in entries:
         build(entry, bib, base)
