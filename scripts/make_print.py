@@ -115,6 +115,9 @@ def explorer_grid(div, soup, page_dir: str):
     if data_tag is None:
         raise SystemExit(f"{page_dir}: an explorer without its frame data")
     data = json.loads(data_tag.string)
+    first = div.find("img", class_="ssmbook-explorer-frame")
+    first_src = first.get("src", "") if first is not None else ""
+    folder = posixpath.dirname(first_src) if first_src and not first_src.startswith("data:") else None
     params = data["params"]
     start = [int(k) for k in (div.get("data-frame") or "").split("_") if k != ""] or [0] * len(params)
     # each slider's positions to print: evenly spread over its range, at most MAX_FRAMES in all
@@ -157,7 +160,9 @@ def explorer_grid(div, soup, page_dir: str):
             src = frame
         elif is_base64(frame):
             src = "data:image/png;base64," + frame
-        else:  # a frame file next to the site's pages: make the path relative to the site root
+        else:  # a frame file: a URL relative to the page, or a name in the first frame's folder
+            if "/" not in frame and folder is not None:
+                frame = posixpath.join(folder, frame)
             src = posixpath.normpath(posixpath.join(page_dir, frame))
         fig = soup.new_tag("figure")
         fig.append(soup.new_tag("img", attrs={"src": src, "alt": "explorer frame"}))

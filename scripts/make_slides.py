@@ -443,11 +443,43 @@ def executed(entry: str):
     return nb
 
 
+def default_plan(nb):
+    """Slide types for a chapter whose cells carry none: a slide per section, one per figure or
+    explorer, derivations with display math on slides of their own, one exercises slide."""
+    exercises = False
+    in_solution = False
+    for cell in nb.cells:
+        src = cell.source.lstrip()
+        kind = None
+        if cell.cell_type == "markdown":
+            if "{solution-start}" in src:
+                in_solution = True
+            if "{solution-end}" in src:
+                in_solution = False
+            if "{exercise}" in src:
+                kind = None if exercises else "slide"
+                exercises = True
+            elif in_solution or "{bibliography}" in src or src.startswith("## References"):
+                kind = None
+            elif src.startswith(("# ", "## ")):
+                kind = "slide"
+            elif src.startswith("### ") or (("$$" in src or "\\begin{" in src) and len(src.split()) <= 150):
+                kind = "subslide"
+        elif not in_solution and "ssmbook-setup" not in cell.metadata.get("tags", []):
+            for out in cell.get("outputs", []):
+                data = out.get("data", {})
+                if "image/png" in data or "ssmbook-explorer" in str(data.get("text/html", "")):
+                    kind = "subslide"
+        if kind:
+            cell.metadata["slideshow"] = {"slide_type": kind}
+
+
 def build(entry: str, bib, base) -> pathlib.Path:
     nb = executed(entry)
     chapter = Chapter(entry, bib, base, exercise_numbers(entry))
     if not any(c.metadata.get("slideshow") for c in nb.cells):
-        raise SystemExit(f"{entry}: no cell has slideshow metadata, so there is no deck to build")
+        print(f"{entry}: no cell is tagged for slides; using the default plan (tag cells to choose)")
+        default_plan(nb)
     stacks = deck(nb, chapter)
     num = chapter_number(entry)
     title = title_of(nb, entry)
