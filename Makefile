@@ -32,15 +32,17 @@ book: venv vendor
 vendor:
 	bash scripts/vendor.sh
 
-# One slide deck per chapter from the executed notebooks: _build/slides/NN_name.slides.html
+# One lecture deck per chapter, from the cells tagged for slides, with the build's outputs:
+# _build/html/slides/NN_name.slides.html (inside the site; reveal.js vendored, the site's MathJax)
 slides: venv vendor
 	@test -d _build/jupyter_execute || $(MAKE) book
 	$(BIN)/python scripts/make_slides.py
 
-# The printable book: _build/html/print.html (one page) and _build/print/ssmbook.pdf
+# The printed book in both editions: _build/html/ssmbook.pdf (students, no solutions) and
+# _build/teacher/ssmbook-teacher.pdf (teachers, with the solutions)
 print: venv vendor browser
 	@test -f _build/html/index.html || $(MAKE) book
-	$(BIN)/python scripts/make_print.py
+	$(BIN)/python scripts/make_print.py --edition both
 
 # The whole test suite: build the book (executing every chapter), the slides and the printable
 # book, then pytest, including the tests on the built HTML, the decks, the PDF and the browser tests.
