@@ -328,7 +328,8 @@ class RecallLM(nn.Module):
 
 
 def associative_recall_batch(batch: int, n_pairs: int = 8, n_queries: int = 4, n_keys: int = 16,
-                             n_values: int = 16, generator: torch.Generator | None = None):
+                             n_values: int = 16, repeat_keys: bool = False,
+                             generator: torch.Generator | None = None):
     """A batch of multi-query associative recall.
 
     Each sequence lists ``n_pairs`` (key, value) pairs with distinct keys, then ``n_queries`` of those
@@ -336,27 +337,39 @@ def associative_recall_batch(batch: int, n_pairs: int = 8, n_queries: int = 4, n
     ``0 .. n_keys-1``, values ``n_keys .. n_keys+n_values-1``.  Returns ``tokens`` (batch,
     2·n_pairs + n_queries), ``targets`` (batch, n_queries): the values to predict *at* the query
     positions; the vocabulary size is ``n_keys + n_values``.
+
+    With ``repeat_keys=True`` the keys are drawn with replacement, so a key can be written several
+    times with different values, and the answer is the value written *last* (a memory that must be
+    overwritten); the queries are then drawn from the pairs, possibly repeating a key.
     """
     for name, val in (("batch", batch), ("n_pairs", n_pairs), ("n_queries", n_queries),
                       ("n_keys", n_keys), ("n_values", n_values)):
         if not isinstance(val, int) or isinstance(val, bool) or val < 1:
             raise ValueError(f"{name} must be a positive int, got {val!r}")
-    if n_pairs > n_keys:
+    if not isinstance(repeat_keys, bool):
+        raise TypeError(f"repeat_keys must be a bool, got {type(repeat_keys).__name__}")
+    if n_pairs > n_keys and not repeat_keys:
         raise ValueError(f"n_pairs must be <= n_keys (keys are distinct), got {n_pairs} > {n_keys}")
     if n_queries > n_pairs:
         raise ValueError(f"n_queries must be <= n_pairs, got {n_queries} > {n_pairs}")
-    keys = torch.rand(batch, n_keys, generator=generator).argsort(dim=1)[:, :n_pairs]
+    if repeat_keys:
+        keys = torch.randint(0, n_keys, (batch, n_pairs), generator=generator)
+    else:
+        keys = torch.rand(batch, n_keys, generator=generator).argsort(dim=1)[:, :n_pairs]
     values = torch.randint(n_keys, n_keys + n_values, (batch, n_pairs), generator=generator)
     pick = torch.rand(batch, n_pairs, generator=generator).argsort(dim=1)[:, :n_queries]
+    qkeys = keys.gather(1, pick)                                           # (batch, n_queries)
+    same = keys[:, None, :] == qkeys[:, :, None]                           # (batch, n_queries, n_pairs)
+    last = (same * torch.arange(1, n_pairs + 1)).argmax(dim=-1)            # the last write of that key
     tokens = torch.empty(batch, 2 * n_pairs + n_queries, dtype=torch.int64)
     tokens[:, 0:2 * n_pairs:2], tokens[:, 1:2 * n_pairs:2] = keys, values
-    tokens[:, 2 * n_pairs:] = keys.gather(1, pick)
-    return tokens, values.gather(1, pick)
+    tokens[:, 2 * n_pairs:] = qkeys
+    return tokens, values.gather(1, last)
 
 
 def train_associative_recall(model: nn.Module, steps: int, batch: int = 32, lr: float = 3e-3,
                              n_pairs: int = 8, n_queries: int = 4, n_keys: int = 16, n_values: int = 16,
-                             seed: int = 0, n_eval: int = 512) -> dict:
+                             repeat_keys: bool = False, seed: int = 0, n_eval: int = 512) -> dict:
     """Train ``model`` (tokens → logits) on associative recall with AdamW (linear warm-up over the
     first tenth of the steps); the loss is the cross-entropy at the query positions only.
 
@@ -365,7 +378,7 @@ def train_associative_recall(model: nn.Module, steps: int, batch: int = 32, lr: 
     """
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
-    task = dict(n_pairs=n_pairs, n_queries=n_queries, n_keys=n_keys, n_values=n_values)
+    task = dict(n_pairs=n_pairs, n_queries=n_queries, n_keys=n_keys, n_values=n_values, repeat_keys=repeat_keys)
     g = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)

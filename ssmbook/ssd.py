@@ -157,7 +157,8 @@ def ssd_diag_blocks(Xc, Ac, Bc, Cc):
     Xc (b, chunks, Q, h, p), Ac (b, h, chunks, Q), Bc, Cc (b, chunks, Q, h, n) → (b, chunks, Q, h, p).
     """
     mask = torch.exp(segsum(Ac))                                           # (b, h, c, Q, Q)
-    return torch.einsum("bclhn,bcshn,bhcls,bcshp->bclhp", Cc, Bc, mask, Xc)
+    scores = torch.einsum("bclhn,bcshn->bhcls", Cc, Bc) * mask             # C Bᵀ ∘ L, per chunk
+    return torch.einsum("bhcls,bcshp->bclhp", scores, Xc)
 
 
 def ssd_chunk_states(Xc, Ac, Bc):

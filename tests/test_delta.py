@@ -182,3 +182,20 @@ def test_block_runs_and_trains(rule):
     hist = train_associative_recall(lm, steps=3, batch=4, n_pairs=3, n_queries=2, n_keys=6, n_values=6,
                                     n_eval=8)
     assert len(hist["loss"]) == 3 and 0.0 <= hist["eval_acc"] <= 1.0
+
+
+def test_associative_recall_with_overwrites_answers_the_last_write():
+    g = torch.Generator().manual_seed(1)
+    tokens, target = associative_recall_batch(128, n_pairs=10, n_queries=4, n_keys=4, n_values=9,
+                                              repeat_keys=True, generator=g)
+    keys, values = tokens[:, 0:20:2], tokens[:, 1:20:2]
+    repeated = 0
+    for row in range(128):
+        for j in range(4):
+            where = (keys[row] == tokens[row, 20 + j]).nonzero()[:, 0]
+            assert len(where) >= 1
+            repeated += len(where) > 1
+            assert target[row, j] == values[row, where[-1]]          # the latest value for that key
+    assert repeated > 100                                              # overwrites do occur
+    with pytest.raises(TypeError, match="repeat_keys"):
+        associative_recall_batch(2, repeat_keys=1)
