@@ -358,7 +358,8 @@ class TinyMambaOut(nn.Module):
     Stem (3×3 stride-2 conv), then for each stage: blocks at that resolution, and a 3×3 stride-2
     downsampling conv before every stage but the first (like ResNet's stages); global mean pool,
     LayerNorm, linear head.  ``mixer="gated_cnn"`` uses :class:`GatedCNNBlock` (MambaOut);
-    ``mixer="mamba"`` swaps in :class:`MambaMixerBlock` (Gated CNN *with* the SSM, causal).
+    ``mixer="mamba"`` swaps each whole block for :class:`MambaMixerBlock` (a Mamba block over the
+    raster-ordered tokens: its own 1-D causal width-4 conv, SiLU, expansion 2 and the SSM, causal).
     """
 
     def __init__(self, in_chans: int = 1, num_classes: int = 10, depths=(1, 1), dims=(16, 32),
@@ -511,7 +512,8 @@ MODELS = {
     "ViT, fully visible": lambda: TinyViT(mode="full"),
     "ViT, causal": lambda: TinyViT(mode="causal"),
     "MambaOut (Gated CNN)": lambda: TinyMambaOut(mixer="gated_cnn"),
-    "Gated CNN + causal Mamba": lambda: TinyMambaOut(mixer="mamba"),
+    "Mamba block (causal, raster order)": lambda: TinyMambaOut(mixer="mamba"),
+    "Mamba block, scan removed": lambda: tiny_mamba_without_scan(),
 }
 
 
@@ -593,3 +595,52 @@ def run_digits_experiment(names=None, seeds=(0, 1, 2), epochs=12, data: DigitsSp
             res = train_classifier(make_model(name, seed), data, epochs=n_ep, seed=seed, **train_kw)
             runs.append({"model": name, "seed": seed, "epochs": n_ep, **res})
     return runs
+
+
+# ----------------------------------------------------------------------------------------------
+# The Mamba block with its scan removed: the arm that isolates the SSM
+# ----------------------------------------------------------------------------------------------
+class MambaNoScanMixerBlock(nn.Module):
+    """:class:`MambaMixerBlock` with the selective scan taken out, everything else kept.
+
+    ``x + W_out( D ⊙ SiLU(conv(x_in)) ⊙ SiLU(z) )`` where ``[x_in, z] = W_in LN(x)`` on the tokens
+    of a ``(B, H, W, C)`` map in raster order, ``conv`` the Mamba block's depthwise causal 1-D conv
+    of width ``d_conv`` over ``expand · dim`` channels, and ``D`` the skip weight the scan would
+    add.  This is what the Mamba block computes when the SSM term of its scan is zero, so comparing
+    it with :class:`MambaMixerBlock` changes only the SSM (the Δ, B, C projections and the state).
+    """
+
+    def __init__(self, dim: int, expand: int = 2, d_conv: int = 4):
+        super().__init__()
+        dim = _check_positive_int("dim", dim)
+        expand = _check_positive_int("expand", expand)
+        d_conv = _check_positive_int("d_conv", d_conv)
+        self.dim, self.d_inner, self.d_conv = dim, expand * dim, d_conv
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.in_proj = nn.Linear(dim, 2 * self.d_inner, bias=False)
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, kernel_size=d_conv, groups=self.d_inner,
+                                padding=d_conv - 1)
+        self.D = nn.Parameter(torch.ones(self.d_inner))
+        self.out_proj = nn.Linear(self.d_inner, dim, bias=False)
+
+    def forward(self, x):
+        _check_tensor("x", x, 4, "(batch, H, W, dim)")
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"x must have shape (batch, H, W, dim={self.dim}), got {tuple(x.shape)}")
+        B, H, W, C = x.shape
+        seq = self.norm(x).reshape(B, H * W, C)
+        xs, z = self.in_proj(seq).chunk(2, dim=-1)
+        xs = self.conv1d(xs.transpose(1, 2))[..., : H * W].transpose(1, 2)   # causal: first L outputs
+        y = self.D * F.silu(xs) * F.silu(z)
+        return x + self.out_proj(y).reshape(B, H, W, C)
+
+
+def tiny_mamba_without_scan(**kw) -> TinyMambaOut:
+    """``TinyMambaOut(mixer="mamba", **kw)`` with every :class:`MambaMixerBlock` replaced by a
+    :class:`MambaNoScanMixerBlock` of the same width: the same skeleton (stem, downsampling, norm,
+    head, initialised as in the Mamba arm for the same seed) with the scan removed."""
+    model = TinyMambaOut(mixer="mamba", **kw)
+    for stage in model.stages:
+        for i, blk in enumerate(stage):
+            stage[i] = MambaNoScanMixerBlock(blk.dim, expand=blk.mamba.expand, d_conv=blk.mamba.d_conv)
+    return model

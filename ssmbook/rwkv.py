@@ -856,3 +856,31 @@ def count_ops(fn, *args, **kwargs):
     with Counter():
         result = fn(*args, **kwargs)
     return result, calls[0]
+
+
+def saved_for_backward(fn, *args, **kwargs):
+    """Run ``fn(*args, **kwargs)`` with autograd on and return ``(result, nbytes)``.
+
+    ``nbytes`` is the total size of the tensors that autograd saves for the backward pass during
+    the call: the activation memory a training step holds between its forward and its backward.
+    Storages are counted once (views and repeated saves of one tensor share it), and storages of
+    the arguments (inputs and parameters passed in) are not counted.  Needs at least one argument
+    with ``requires_grad=True``, else nothing is saved and a ValueError is raised.
+    """
+    tensors = [a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)]
+    if not any(t.requires_grad for t in tensors):
+        raise ValueError("saved_for_backward needs an argument with requires_grad=True "
+                         "(without one, autograd saves nothing)")
+    inputs = {t.untyped_storage().data_ptr() for t in tensors}
+    seen = {}
+
+    def pack(t):
+        st = t.untyped_storage()
+        key = st.data_ptr()
+        if key not in inputs and st.nbytes() > 0:
+            seen[key] = st.nbytes()
+        return t
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        result = fn(*args, **kwargs)
+    return result, sum(seen.values())
