@@ -14,7 +14,8 @@ from sync_setup_cells import TAG, setup_cell_source  # noqa: E402
 
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
 EXPECTED_CHAPTERS = ["book/01_hmm", "book/02_continuous_ssm", "book/03_discretization", "book/04_s4",
-                     "book/05_selective", "book/06_parallel_scan", "book/07_mambaout", "book/08_rwkv"]
+                     "book/05_selective", "book/06_parallel_scan", "book/07_mambaout", "book/08_rwkv",
+                     "book/09_ssd", "book/10_delta"]
 
 
 def test_toc_entries_exist():
