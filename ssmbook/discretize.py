@@ -90,14 +90,32 @@ def zoh(A, B, delta):
     big = np.zeros((N + M, N + M))
     big[:N, :N] = A * delta
     big[:N, N:] = B2 * delta
+    if _triangular_with_close_eigenvalues(big):
+        # scipy's expm forms the superdiagonal of a triangular matrix from differences of
+        # exponentials, which cancel when two eigenvalues nearly coincide (a tiny nonzero a next
+        # to the zero block gave Bb = 0 instead of delta * B).  A 2x2 rotation generator added on
+        # the diagonal leaves both blocks unchanged and sends expm down its general Padé path.
+        big = np.pad(big, ((0, 2), (0, 2)))
+        big[-2, -1], big[-1, -2] = 1.0, -1.0
     with np.errstate(over="ignore", invalid="ignore"):
-        E = scipy.linalg.expm(big)
+        E = scipy.linalg.expm(big)[:N + M, :N + M]
     if not np.all(np.isfinite(E)):
         raise ValueError(
             f"zoh: exp(delta * A) overflows float64 for delta = {delta} (the largest real part of "
             f"delta * eig(A) is {np.max(np.linalg.eigvals(A).real) * delta:.4g}; exp overflows "
             "above ~709): use a smaller delta or a stable A")
     return E[:N, :N].copy(), E[:N, N:].reshape(B.shape).copy()
+
+
+def _triangular_with_close_eigenvalues(X, gap: float = 1e-3) -> bool:
+    """True when ``X`` is triangular and two distinct diagonal entries lie within ``gap`` (relative)."""
+    if np.any(np.tril(X, -1)) and np.any(np.triu(X, 1)):
+        return False
+    d = np.unique(np.diag(X))
+    if d.size < 2:
+        return False
+    scale = np.maximum(1.0, np.maximum(np.abs(d[1:]), np.abs(d[:-1])))
+    return bool(np.any(np.diff(d) <= gap * scale))                # sorted: neighbours suffice
 
 
 def _bilinear_solve(A, delta):
@@ -221,17 +239,28 @@ def _check_torch(a, b, delta):
 _PHI1_SERIES_RADIUS = 0.1
 
 
-def _phi1_torch(z):
-    """φ₁(z) = (e^z − 1)/z in torch with a derivative accurate to rounding at and near z = 0."""
+def _zoh_b_torch(a, d):
+    """B̄/b = Δ φ₁(Δa) = (e^{Δa} − 1)/a, with values and autograd derivatives accurate everywhere.
+
+    Near 0 (``|Δa| < 0.1``) it is ``Δ`` times the Taylor series of φ₁ (whose derivative is exact
+    where that of expm1(z)/z, e^z/z − expm1(z)/z², cancels); elsewhere ``expm1(Δa)/a`` (or
+    ``(e^{Δa} − 1)/a`` for ``Re Δa < −1``), whose derivative in Δ is ``e^{Δa}`` to rounding.
+    """
     import torch
 
+    z = d * a
     small = z.abs() < _PHI1_SERIES_RADIUS
     zs = torch.where(small, z, torch.zeros_like(z))             # series input, bounded
     series = torch.ones_like(z)
     for k in range(10, 1, -1):                                  # Horner: Σ_{k<10} z^k/(k+1)!
         series = 1 + zs * series / k
-    zl = torch.where(small, torch.ones_like(z), z)              # never 0 in the division
-    return torch.where(small, series, torch.expm1(zl) / zl)
+    a_safe = torch.where(small, torch.ones_like(a), a)          # never 0 in the division
+    z_safe = torch.where(small, torch.zeros_like(z), z)
+    # torch differentiates expm1 from its output (e^z = expm1(z) + 1), which cancels when
+    # e^z is tiny; below Re z = -1, e^z - 1 itself has no cancellation (|e^z - 1| > 0.63)
+    far_left = (z_safe.real if z_safe.is_complex() else z_safe) < -1
+    num = torch.where(far_left, torch.exp(z_safe) - 1, torch.expm1(z_safe))
+    return torch.where(small, d * series, num / a_safe)
 
 
 def zoh_diag_torch(a, b, delta):
@@ -246,8 +275,7 @@ def zoh_diag_torch(a, b, delta):
     import torch
 
     d = _check_torch(a, b, delta)
-    z = d * a
-    return torch.exp(z), d * _phi1_torch(z) * b
+    return torch.exp(d * a), _zoh_b_torch(a, d) * b
 
 
 def bilinear_diag_torch(a, b, delta):

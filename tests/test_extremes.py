@@ -206,3 +206,10 @@ def test_numpy_functions_reject_nan(call):
 def test_size_helpers_reject_negative_sizes(call, name):
     with pytest.raises((ValueError, TypeError), match=name):
         call()
+
+
+def test_zoh_upper_triangular_with_a_tiny_eigenvalue():
+    # scipy's triangular expm path gave Bb = 0 here (exact: delta * phi1(delta * 1e-30) = 2)
+    Ab, Bb = D.zoh(np.diag([3.0, 1e-30]), np.array([-1.0, 1.0]), 2.0)
+    assert Bb[1] == pytest.approx(2.0, rel=1e-14)
+    assert Bb[0] == pytest.approx(-(math.exp(6.0) - 1) / 3.0, rel=1e-12)
