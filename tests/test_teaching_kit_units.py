@@ -1,13 +1,12 @@
 """The pieces of the slide and print scripts that need no built book."""
 import json
 
-import pytest
-from bs4 import BeautifulSoup
-from pybtex.database import parse_string
-
 import make_print
 import make_slides
+import pytest
 import ssmbook_bib
+from bs4 import BeautifulSoup
+from pybtex.database import parse_string
 
 BIB = parse_string(
     """
