@@ -366,6 +366,7 @@ CSS = """
 .reveal .slide-html { font-size: .7em; }
 .reveal .slide-html table { font-size: .8em; } .reveal .slide-html td, .reveal .slide-html th { padding: .1em .4em; }
 .reveal pre.slide-code, .reveal pre.slide-output { font-size: .62em; box-shadow: none; width: 100%;
+  box-sizing: border-box; white-space: pre-wrap;
   background: #f6f8fa; padding: .4em; margin: .3em 0; }
 .reveal pre code { max-height: none; }
 .reveal mjx-container[display="true"] { max-width: 100%; overflow-x: auto; overflow-y: hidden; }

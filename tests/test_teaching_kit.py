@@ -15,6 +15,18 @@ EXECUTED = ROOT / "_build" / "jupyter_execute"
 STUDENT_PDF = HTML / "ssmbook.pdf"
 TEACHER_PDF = ROOT / "_build" / "teacher" / "ssmbook-teacher.pdf"
 CHAPTERS = chapter_entries()
+
+
+def _numbered_entries():
+    """Chapters in the parts of _toc.yml marked numbered: true."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return {c["file"] for part in toc.get("parts", []) if part.get("numbered")
+            for c in part.get("chapters", []) if "file" in c}
+
+
+NUMBERED = _numbered_entries()
 RAW_MYST = ["{cite", "{exercise", "{solution", "{numref", "{ref}", "{term}", "```{", "````{", ":label:"]
 # what an explorer's controls leave behind when printed as a web page
 SLIDER_DEBRIS = ["Static version: every slider position", "aria-label", 'type="range"']
@@ -50,6 +62,8 @@ def test_exercises_are_numbered_per_chapter(entry):
     assert labels, f"{entry}: no exercises"
     numbers = exercise_numbers_on_page(entry)
     chapter = chapter_number(entry)
+    if not chapter and entry not in NUMBERED:
+        pytest.skip(f"{entry} is in a part of _toc.yml that is not numbered: no chapter number to print")
     assert chapter, f"{entry}: the built page's title carries no chapter number (numbered: true in _toc.yml?)"
     want = {lab: f"{chapter}.{k}" for k, lab in enumerate(labels, 1)}
     assert numbers == want, f"{entry}: exercises numbered {numbers}, expected {want}"
@@ -200,6 +214,8 @@ def test_pdf_outline_page_labels_and_text(pdf):
     assert _outline_depth(r.outline) >= 2
     for entry in CHAPTERS:
         num = chapter_number(entry)
+        if not num and entry not in NUMBERED:
+            continue
         assert any(t.startswith((f"{num}. ", f"{num} ")) for t in titles), \
             f"{pdf.name}: no bookmark for chapter {num}"
     assert "Contents" in titles and "Cover" in titles
