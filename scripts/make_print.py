@@ -14,6 +14,10 @@ the book from 1), the site's chapter, exercise and equation numbers, and explore
 small grid of frames, each captioned with its slider values.  Math is typeset by the site's own
 vendored MathJax (_static/mathjax).  The solutions are taken out of the student edition's page,
 not just hidden.
+
+The published site is the students' edition too: before printing, the solutions are taken out of
+the site's chapter pages (`student_site`), and the pages as built are kept in _build/teacher/pages/
+for the teacher edition.
 """
 from __future__ import annotations
 
@@ -177,8 +181,43 @@ def explorer_grid(div, soup, page_dir: str):
     div.replace_with(box)
 
 
+STUDENT_MARK = '<meta name="ssmbook-edition" content="student">'
+
+
+def teacher_copy(entry: str) -> pathlib.Path:
+    """Where the page as Sphinx built it (solutions included) is kept for the teacher edition."""
+    return TEACHER / "pages" / (entry + ".html")
+
+
+def student_site() -> int:
+    """Take the solutions out of the published site's pages (the site is the students' edition).
+
+    The page as built, with its solutions, is first kept under _build/teacher/pages/ for the
+    teacher edition; a page already stripped (it carries STUDENT_MARK) is left as it is, so the
+    step can run twice without losing the teacher's copy.  Returns the number of solutions removed.
+    """
+    removed = 0
+    for entry in toc_files():
+        page = HTML / (entry + ".html")
+        text = page.read_text(encoding="utf-8")
+        if STUDENT_MARK in text:
+            continue
+        keep = teacher_copy(entry)
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        keep.write_text(text, encoding="utf-8")
+        soup = BeautifulSoup(text, "html.parser")
+        for sol in soup.select("div.solution"):
+            sol.decompose()
+            removed += 1
+        soup.head.append(BeautifulSoup(STUDENT_MARK, "html.parser"))
+        page.write_text(str(soup), encoding="utf-8")
+    return removed
+
+
 def page_body(entry: str, anchors: dict, with_solutions: bool, soup: BeautifulSoup) -> str:
     page = HTML / (entry + ".html")
+    if with_solutions and teacher_copy(entry).exists():
+        page = teacher_copy(entry)  # the site's page has lost its solutions: read the kept copy
     art = article(page)
     page_dir = posixpath.dirname(entry)
     for div in art.find_all("div", class_="ssmbook-explorer"):
@@ -374,6 +413,7 @@ def main(argv=None):
     ap.add_argument("--edition", choices=["student", "teacher", "both"], default="both")
     ap.add_argument("--no-pdf", action="store_true", help="only write the HTML pages")
     args = ap.parse_args(argv)
+    print(f"student site: {student_site()} solutions taken out of the published pages")
     for edition in (["student", "teacher"] if args.edition == "both" else [args.edition]):
         page, body, heads = build_html(edition)
         rel = os.path.relpath(HTML, page.parent)

@@ -38,14 +38,18 @@ def test_chapter_has_colab_link(entry):
 
 
 @pytest.mark.parametrize("entry", CHAPTERS)
-def test_solutions_present_but_hidden(entry):
+def test_site_is_the_student_edition_and_teacher_pages_keep_the_solutions(entry):
+    """The published page has its exercises and no solutions; the teacher's copy has them all."""
     text = built_page(entry).read_text(encoding="utf-8")
-    solutions = re.findall(r'<div class="([^"]*\bsolution\b[^"]*)"', text)
+    assert 'name="ssmbook-edition" content="student"' in text, (
+        f"{entry}: the site still holds its solutions; `make print` takes them out")
     exercises = re.findall(r'<div class="[^"]*\bexercise\b[^"]*"', text)
     assert len(exercises) >= 4, f"{entry}: {len(exercises)} exercises"
-    assert len(solutions) >= len(exercises), f"{entry}: {len(solutions)} solutions for {len(exercises)} exercises"
-    for cls in solutions:
-        assert "dropdown" in cls.split(), f"{entry}: a solution is not hidden behind a toggle ({cls})"
+    assert not re.findall(r'<div class="[^"]*\bsolution\b', text), f"{entry}: a solution is on the site"
+    teacher = HTML.parent / "teacher" / "pages" / (entry + ".html")
+    kept = re.findall(r'<div class="([^"]*\bsolution\b[^"]*)"', teacher.read_text(encoding="utf-8"))
+    assert len(kept) >= len(exercises), f"{entry}: {len(kept)} solutions kept for {len(exercises)} exercises"
+    assert all("dropdown" in cls.split() for cls in kept), f"{entry}: a kept solution has no toggle"
 
 
 @pytest.mark.parametrize("entry", CHAPTERS)
