@@ -282,8 +282,8 @@ def spring_mass_damper(m: float = 1.0, k: float = 4.0, c: float = 0.8) -> Contin
     State h = (position, velocity); output y = position.  h' = [[0, 1], [-k/m, -c/m]] h + [0, 1/m] x.
     """
     m = _checks.positive_scalar(m, "m")
-    k = _checks.real_scalar(k, "k", low=0.0)
-    c = _checks.real_scalar(c, "c", low=0.0)
+    k = _checks.real_scalar(k, "k")           # any sign: negative k or c make unstable demos
+    c = _checks.real_scalar(c, "c")
     A = np.array([[0.0, 1.0], [-k / m, -c / m]])
     return ContinuousSSM(A, np.array([0.0, 1.0 / m]), np.array([1.0, 0.0]))
 
