@@ -280,10 +280,10 @@ def spring_mass_damper(m: float = 1.0, k: float = 4.0, c: float = 0.8) -> Contin
     """A mass m on a spring (stiffness k) with damping c, pushed by a force x(t).
 
     State h = (position, velocity); output y = position.  h' = [[0, 1], [-k/m, -c/m]] h + [0, 1/m] x.
-    A negative c pumps energy in (an unstable system; chapter 2 uses one), so any finite c is valid.
+    A negative c pumps energy in (chapter 2's unstable example), so any finite k and c are valid.
     """
     m = _checks.positive_scalar(m, "m")
-    k = _checks.real_scalar(k, "k", low=0.0)
+    k = _checks.real_scalar(k, "k")           # any sign: negative k or c make unstable demos
     c = _checks.real_scalar(c, "c")
     A = np.array([[0.0, 1.0], [-k / m, -c / m]])
     return ContinuousSSM(A, np.array([0.0, 1.0 / m]), np.array([1.0, 0.0]))

@@ -54,7 +54,7 @@ def test_zoh_diag_torch_values_and_gradients_against_mpmath(a, delta, dtype):
     Ab, Bb = D.zoh_diag_torch(at, torch.ones_like(at), dt)
     ga = torch.autograd.grad(Bb.sum(), at, retain_graph=True)[0]
     gd = torch.autograd.grad(Bb.sum(), dt)[0]
-    d = mpmath.mpf(float(dt))                    # the rounded step, exactly
+    d = mpmath.mpf(dt.item())                    # the rounded step, exactly
     want_b, want_ga, want_gd = [], [], 0
     with mpmath.workdps(60):
         for ai in at.detach().tolist():
