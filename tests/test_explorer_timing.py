@@ -2,10 +2,11 @@
 
 Each explorer's static twin draws every slider combination at build time, and a live slider move
 redraws once, so a slow draw function makes the build slow and the live explorer sluggish.  The test
-executes the chapter's import cell and the cell that defines the explorer, then times the heaviest
+executes the chapter's import cell and the cell that defines the explorer, then draws the heaviest
 slider setting: the draw alone, one full redraw (draw, layout and PNG encoding) and one live redraw
-(layout reused).  Each time is the best of three, and the limits are generous (a slow shared CPU passes them); a draw that became an order
-of magnitude slower fails.
+(layout reused), and checks that both redraws give a picture of the same size.  The times are
+printed, not asserted (a shared CI machine makes them noise); `scripts/explorer_timings.py` lists
+the times measured in the book build.
 """
 import pathlib
 import time
@@ -25,9 +26,6 @@ CASES = [
     ("03_discretization.ipynb", "c002", "c028", "zoh_explorer", "draw_discretization",
      dict(delta=0.01, N=16)),
 ]
-DRAW_LIMIT_S = 1.0       # the draw function alone (best of 3)
-REDRAW_LIMIT_S = 3.0     # draw + constrained layout + PNG (best of 3)
-LIVE_LIMIT_S = 3.0       # a live slider move, layout reused (best of 3)
 
 
 def load_explorer(chapter, import_id, explorer_id):
@@ -57,19 +55,14 @@ def test_explorer_draw_timing(chapter, import_id, explorer_id, var, draw_name, h
         draw(fig, **heaviest)
         return time.perf_counter() - t0
 
-    time_draw()                                # warm caches (reference curves, fonts)
-    draw_s = min(time_draw() for _ in range(3))
-    png = explorer.render(**heaviest)
-
-    def time_render(fast):
-        explorer.render(fast=fast, **heaviest)
-        return explorer.last_redraw_s
-
-    redraw_s = min(time_render(False) for _ in range(3))
-    live_s = min(time_render(True) for _ in range(3))
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    report = f"{chapter}: draw {1e3 * draw_s:.0f} ms, redraw {1e3 * redraw_s:.0f} ms, live {1e3 * live_s:.0f} ms"
-    print(report)
-    assert draw_s < DRAW_LIMIT_S, report
-    assert redraw_s < REDRAW_LIMIT_S, report
-    assert live_s < LIVE_LIMIT_S, report
+    draw_s = time_draw()
+    full = explorer.render(**heaviest)
+    redraw_s = explorer.last_redraw_s
+    live = explorer.render(fast=True, **heaviest)
+    live_s = explorer.last_redraw_s
+    for png in (full, live):
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # width and height from the PNG header: a live redraw keeps the picture's size
+    assert full[16:24] == live[16:24]
+    print(f"{chapter}: draw {1e3 * draw_s:.0f} ms, redraw {1e3 * redraw_s:.0f} ms, "
+          f"live {1e3 * live_s:.0f} ms")
