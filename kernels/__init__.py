@@ -22,8 +22,11 @@ if "triton" not in sys.modules:
 from .selective_scan import (  # noqa: E402
     SelectiveScanFn,
     choose_blocks,
+    gpu_of,
     selective_scan_triton,
     source_sections,
+    triton_dtypes,
 )
 
-__all__ = ["SelectiveScanFn", "selective_scan_triton", "choose_blocks", "source_sections"]
+__all__ = ["SelectiveScanFn", "selective_scan_triton", "choose_blocks", "source_sections", "gpu_of",
+           "triton_dtypes"]

@@ -380,15 +380,30 @@ def _selective_scan_bwd_kernel(
         Ct = tl.load(C_ptr + bc_offs, mask=mtn, other=0.0).to(tl.float32)
 
         # --- Recompute the forward states of this chunk from the checkpoint before it ---------
-        a = tl.exp(dt[:, :, None] * A[:, None, :])
-        b = (dt * u)[:, :, None] * Bt[None, :, :]
+        # The gradient of a_t needs the product a_t h_{t-1}. Forming it as h_t − b_t cancels when
+        # a_t is tiny (large δ, very negative A: h_t ≈ b_t), so the scan runs over the inputs
+        # shifted by one step, (a_{t-1}, b_{t-1}), with the identity (1, 0) at the chunk's first
+        # step: it yields h_{t-1} itself (the checkpoint at the first step), and h_t follows as
+        # a_t h_{t-1} + b_t. The shifted rows are re-read from memory (a register tensor cannot be
+        # shifted); they are the neighbours of rows just loaded, so they come from the cache.
+        m_prev = (offs_t >= 1) & (t - 1 < L)
+        m2p = mask_d[:, None] & m_prev[None, :]
+        u_prev = tl.load(u_ptr + x_offs - 1, mask=m2p, other=0.0).to(tl.float32)
+        _, dt_prev = _load_delta(delta_ptr, x_offs - 1, m2p, bias[:, None], HAS_BIAS, SOFTPLUS, "")
+        B_prev = tl.load(B_ptr + bc_offs - 1, mask=m_prev[:, None] & mask_n[None, :],
+                         other=0.0).to(tl.float32)
+        a_prev = tl.exp(dt_prev[:, :, None] * A[:, None, :])
+        b_prev = (dt_prev * u_prev)[:, :, None] * B_prev[None, :, :]
         has_prev = (offs_n * 0 + c) > 0                               # c > 0, as a (BN,) mask
         h0 = tl.load(ckpt_ptr + (ckpt_row[:, None] + tl.maximum(c - 1, 0)) * N + offs_n[None, :],
                      mask=mdn & has_prev[None, :], other=0.0)
-        a_cum, h_loc = tl.associative_scan((a, b), 1, _combine)
-        hs = h_loc + a_cum * h0[:, None, :]
+        a_cum, h_loc = tl.associative_scan((a_prev, b_prev), 1, _combine)
+        a = tl.exp(dt[:, :, None] * A[:, None, :])
+        ah = a * (h_loc + a_cum * h0[:, None, :])                    # a_t h_{t-1}, no cancellation
+        hs = ah + (dt * u)[:, :, None] * Bt[None, :, :]               # h_t
+        a_first = tl.sum(tl.where(is_first, a, 0.0), axis=1)         # a at the chunk's first step
 
-        # --- Through the gate: out = y silu(z) -------------------------------------------------
+        # --- Through the gate: out = y silu(z); the gradient of C --------------------------------
         gout = tl.load(gout_ptr + x_offs, mask=m2, other=0.0).to(tl.float32)
         gy = gout
         if HAS_Z:
@@ -402,6 +417,11 @@ def _selective_scan_bwd_kernel(
             tl.store(gz_ptr + x_offs, gz.to(gz_ptr.dtype.element_ty), mask=m2)
         if HAS_D:
             gD_acc += tl.sum(gy * u, axis=1)
+        # C is shared by all channels of a group: sum this block's channels, then add atomically
+        # into the float32 gradient (other programs hold the other channels). Done here, so that
+        # the states h_t need not stay in registers through the adjoint scan.
+        gC = tl.sum(hs * gy[:, :, None], axis=0)                      # (BT, BN)
+        tl.atomic_add(gC_ptr + bc_offs, gC, mask=mtn)
 
         # --- The adjoint recurrence, right to left: λ_t = a_{t+1} λ_{t+1} + C_t gy_t ------------
         # a_{t+1} is recomputed from delta at t + 1 (a register tensor cannot be shifted). The
@@ -413,20 +433,15 @@ def _selective_scan_bwd_kernel(
         _, lam = tl.associative_scan((a_next, r), 1, _combine, reverse=True)   # ∂loss/∂h_t
 
         # --- Gradients of everything that built a_t and b_t ------------------------------------
-        # ∂h_t/∂a_t = h_{t-1}, and a_t h_{t-1} = h_t − b_t saves shifting the states by one step.
-        g_loga = lam * (hs - b)                      # (∂loss/∂a_t) · a_t, i.e. w.r.t. log a_t = δ_t A
+        g_loga = lam * ah                            # (∂loss/∂a_t) · a_t, i.e. w.r.t. log a_t = δ_t A
         lamB = tl.sum(lam * Bt[None, :, :], axis=2)  # Σ_n λ_t B_t  (BD, BT)
         gdt = tl.sum(g_loga * A[:, None, :], axis=2) + lamB * u
         gA_acc += tl.sum(g_loga * dt[:, :, None], axis=1)
         gu = dt * lamB
         if HAS_D:
             gu += Dskip[:, None] * gy
-        # B and C are shared by all channels of a group: sum this block's channels, then add
-        # atomically into the float32 gradient (other programs hold the other channels).
-        gB = tl.sum(lam * (dt * u)[:, :, None], axis=0)              # (BT, BN)
-        gC = tl.sum(hs * gy[:, :, None], axis=0)
+        gB = tl.sum(lam * (dt * u)[:, :, None], axis=0)              # (BT, BN), as gC above
         tl.atomic_add(gB_ptr + bc_offs, gB, mask=mtn)
-        tl.atomic_add(gC_ptr + bc_offs, gC, mask=mtn)
         if SOFTPLUS:
             gdt = gdt * _sigmoid(raw)                # softplus'(x) = σ(x)
         gdt = tl.where(m2, gdt, 0.0)
@@ -434,7 +449,8 @@ def _selective_scan_bwd_kernel(
         tl.store(gu_ptr + x_offs, gu.to(gu_ptr.dtype.element_ty), mask=m2)
         tl.store(gdelta_ptr + x_offs, gdt.to(gdelta_ptr.dtype.element_ty), mask=m2)
 
-        carry = tl.sum(tl.where(is_first, a * lam, 0.0), axis=1)
+        # a_s λ_s at the chunk's first step s flows into the last step of the chunk to the left
+        carry = a_first * tl.sum(tl.where(is_first, lam, 0.0), axis=1)
 
     part = pid_b * dim + offs_d                       # per-batch partials, summed on the host
     tl.store(gA_ptr + part[:, None] * N + offs_n[None, :], gA_acc, mask=mdn)
@@ -712,6 +728,50 @@ def _check_device(u):
         )
 
 
+#: Compute capability from which the Triton path takes bfloat16 inputs and the loop forward uses
+#: eviction hints. Below it (Colab's T4 is sm_75) bfloat16 has no arithmetic units; the kernels
+#: would only load and store it, in conversions Triton emulates on a GPU generation it no longer
+#: lists as supported (Triton >= 3.3), and the hints compile to plain L1 loads (no ``createpolicy``).
+AMPERE = (8, 0)
+
+
+def gpu_of(device):
+    """(name, (major, minor)) of a CUDA device, or None for any other device."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    i = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.cuda.get_device_name(i), tuple(torch.cuda.get_device_capability(i))
+
+
+def triton_dtypes(device):
+    """The input dtypes the Triton path takes on ``device``: float32 and float16 everywhere,
+    bfloat16 from compute capability 8.0 (Ampere) on."""
+    gpu = gpu_of(device)
+    if gpu is not None and gpu[1] < AMPERE:
+        return (torch.float32, torch.float16)
+    return (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _check_capability(u):
+    # bfloat16 on a GPU older than Ampere: refused with what to use instead (the torch path, or
+    # float16/float32 inputs). Not a silent fallback: an explicit backend="triton" gets the kernel
+    # or an error; ssmbook.selective's backend="auto" routes such inputs to torch itself.
+    gpu = gpu_of(u.device)
+    if gpu is None or u.dtype in triton_dtypes(u.device):
+        return
+    name, (major, minor) = gpu
+    raise ValueError(
+        f"u has dtype {u.dtype}, which the Triton kernels do not take on {name} (sm_{major}{minor}, "
+        f"compute capability {major}.{minor}; bfloat16 needs {AMPERE[0]}.{AMPERE[1]} or newer): "
+        "pass float16 or float32 inputs, or use backend='torch' (which computes in float32)")
+
+
+def _hints_supported(device):
+    gpu = gpu_of(device)
+    return gpu is None or gpu[1] >= AMPERE
+
+
 #: Knobs of the launches, read at every call (benchmarks sweep them; tests flip ``forward``).
 #: forward: "loop" (a channel per thread or few lanes, version 2), "chunked" (associative scan, v1) or
 #: "auto" (choose_forward: the loop where there are enough channels and N <= LOOP_MAX_N).
@@ -871,8 +931,8 @@ def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks, chec
         # 3.04 -> 2.76 at (2, 2048, 16384, 16), but slower in bf16 (1.20 -> 1.23) and at N = 64
         # (2.29 -> 2.47): only where they won.
         hints = CONFIG["cache_hints"]
-        if hints is None:
-            hints = fp32 and BN <= 16
+        if hints is None:  # measured on Hopper; below Ampere they are not cache policies at all
+            hints = fp32 and BN <= 16 and _hints_supported(u.device)
         if packed:
             Bt = Ct = _pack_bc(B4, C4)
         else:
@@ -921,6 +981,7 @@ class SelectiveScanFn(torch.autograd.Function):
             raise ValueError("u must be float32, float16 or bfloat16 for the Triton kernels, got "
                              "torch.float64")
         _check_device(u)
+        _check_capability(u)
         B4, C4 = _as_4d(B), _as_4d(C)
         bn = max(triton.next_power_of_2(N), 2)
         backward = CONFIG["backward"]

@@ -49,13 +49,23 @@ def seed_everything(seed: int) -> None:
 
 
 def describe_device(device) -> str:
+    """The setup cell's device line: the device, and which selective-scan path runs on it.
+
+    On CUDA the Triton kernel, with the input dtypes it takes there (no bfloat16 below compute
+    capability 8.0, e.g. on Colab's T4); elsewhere the PyTorch path (``backend="auto"``).
+    """
     import torch
 
+    device = torch.device(device)
     if device.type == "cuda":
-        i = device.index if device.index is not None else torch.cuda.current_device()
-        cap = torch.cuda.get_device_capability(i)
-        return f"CUDA GPU: {torch.cuda.get_device_name(i)} (compute capability {cap[0]}.{cap[1]})"
-    return "CPU (no CUDA GPU found; every chapter runs on the CPU, the Triton kernel via its interpreter)"
+        from .kernels import selective_scan as ks
+
+        name, (major, minor) = ks.gpu_of(device)
+        dtypes = ks.triton_dtypes(device)
+        names = "/".join(str(d).replace("torch.", "") for d in dtypes)
+        note = "" if torch.bfloat16 in dtypes else " (no bfloat16 on this GPU)"
+        return f"cuda: {name} (sm_{major}{minor}) — selective scan: Triton kernel, {names}{note}"
+    return f"{device.type} — selective scan: PyTorch path"
 
 
 def _inline_figures() -> None:

@@ -237,7 +237,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
                    return_last_state=False, backend="auto"):
     """Mamba's selective scan (semantics of the official ``selective_scan_fn``; see the module doc).
 
-    ``backend``: ``"auto"`` (Triton on CUDA tensors, torch elsewhere), ``"torch"``, ``"triton"``
+    ``backend``: ``"auto"`` (Triton on CUDA tensors, torch elsewhere, and for bfloat16 on a GPU
+    older than Ampere, with a warning), ``"torch"``, ``"triton"``
     (on CPU tensors through the Triton interpreter) or ``"ref"`` (the loop oracle).
     Returns ``out`` ``(batch, dim, L)``, or ``(out, last_state)`` with ``last_state`` ``(batch, dim, N)``.
     """
@@ -246,6 +247,17 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     check_inputs(u, delta, A, B, C, D, z, delta_bias)
     if backend == "auto":
         backend = "triton" if u.is_cuda else "torch"
+        if backend == "triton" and u.dtype == torch.bfloat16:
+            from . import kernels
+
+            if torch.bfloat16 not in kernels.triton_dtypes(u.device):
+                # a GPU older than Ampere (e.g. Colab's T4): the torch path, which computes in float32
+                import warnings
+
+                warnings.warn(f"bfloat16 inputs on {torch.cuda.get_device_name(u.device)} (no bfloat16 "
+                              "on this GPU): selective_scan uses the torch path; pass float16 or float32 "
+                              "inputs for the Triton kernel", stacklevel=2)
+                backend = "torch"
     if backend == "ref":
         return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     if backend == "torch":
