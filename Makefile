@@ -6,7 +6,7 @@ BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed
 JB_FLAGS = -W -n --keep-going
 
-.PHONY: book test test-fast chapter venv browser vendor slides print clean
+.PHONY: book test test-fast chapter venv browser vendor slides print colab clean
 
 venv: $(STAMP)
 
@@ -44,10 +44,16 @@ print: venv vendor browser
 	@test -f _build/html/index.html || $(MAKE) book
 	$(BIN)/python scripts/make_print.py --edition both
 
-# The whole test suite: build the book (executing every chapter), the slides and the printable
-# book, then pytest, including the tests on the built HTML, the decks, the PDF and the browser tests.
+# Plain-Markdown notebooks for Colab (_build/colab/book/, no solutions; published on the colab
+# branch) and for teachers (_build/teacher/notebooks/, with solutions), from the chapters in _toc.yml.
+colab: venv
+	$(BIN)/python scripts/colab_notebooks.py
+
+# The whole test suite: build the book (executing every chapter), the slides, the printable book and
+# the Colab notebooks, then pytest, including the tests on the built HTML, the decks, the PDF, the
+# browser tests and the Colab-style run of every chapter alone in a fresh environment.
 test: venv browser book
-	$(MAKE) slides print
+	$(MAKE) slides print colab
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra tests
 
 # Package and kernel tests only (no book build).

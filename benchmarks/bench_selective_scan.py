@@ -73,6 +73,7 @@ def ensure_kernels_importable():
 import official  # noqa: E402  (benchmarks/official.py)
 from ssmbook import scan as S  # noqa: E402
 from ssmbook.selective import selective_scan, selective_scan_ref  # noqa: E402
+from ssmbook.benchmarks import RESULTS  # noqa: E402  (the package data chapter 6 reads)
 
 SIZES = {
     # (batch, dim, L, N)
@@ -583,7 +584,7 @@ def main(argv=None):
     ap.add_argument("--official-so", default=None)
     ap.add_argument("--official-parts", default=None, help="folder of selective_scan_cuda.so.part* (gzip)")
     ap.add_argument("--official-src", default=str(HERE.parent / ".device" / "mamba_ssm-2.3.2.post1"))
-    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/<gpu>.json)")
+    ap.add_argument("--out", default=None, help="JSON path (default ssmbook/data/benchmarks/<gpu>.json, the package data chapter 6 reads)")
     ap.add_argument("--no-tokens", action="store_true", help="skip the time-per-token experiment")
     ap.add_argument("--budget", type=float, default=None, help="seconds of timed runs per measurement")
     args = ap.parse_args(argv)
@@ -653,7 +654,7 @@ def main(argv=None):
         mem_limit = int(0.6 * torch.cuda.get_device_properties(0).total_memory)
 
     dtypes = [getattr(torch, d.strip()) for d in args.dtypes.split(",") if d.strip()]
-    out = pathlib.Path(args.out) if args.out else HERE / "results" / f"{slug(env['gpu'])}.json"
+    out = pathlib.Path(args.out) if args.out else RESULTS / f"{slug(env['gpu'])}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {"environment": env, "size": args.size, "copy_bandwidth": bw, "exp_throughput": exp_meas,
               "assumptions": assumptions,

@@ -31,7 +31,8 @@ def test_chapter_has_figures(entry):
 def test_chapter_has_colab_link(entry):
     url = config()["repository"]["url"].rstrip("/")
     slug = url.split("github.com/")[1]
-    branch = config()["repository"].get("branch", "main")
+    # the Colab button opens the converted notebook on the Colab branch (scripts/colab_launch.py)
+    branch = config()["launch_buttons"]["colab_branch"]
     text = built_page(entry).read_text(encoding="utf-8")
     expected = f"https://colab.research.google.com/github/{slug}/blob/{branch}/{entry}.ipynb"
     assert expected in text, f"{entry}: no Colab launch link {expected}"
