@@ -48,7 +48,7 @@ def _check_qkv(q, k, v, q_name="q"):
         raise ValueError(f"{q_name} must have shape (batch, heads, L, d_k) = {(b, L, h, dk)} to match k and v, "
                          f"got {tuple(q.shape)} (it looks like (batch, L, heads, d_k); transpose axes 1 and 2)")
     if tuple(k.shape) != (b, h, L, dk):
-        raise ValueError(f"k must have q's shape (batch, heads, L, d_k) = {(b, h, L, dk)}, got {tuple(k.shape)}")
+        raise ValueError(f"k must have {q_name}'s shape (batch, heads, L, d_k) = {(b, h, L, dk)}, got {tuple(k.shape)}")
     _tensor("v", v, f"(batch, heads, L, d_v) = {(b, h, L)} + (d_v,)")
     if v.dim() != 4 or tuple(v.shape[:3]) != (b, h, L):
         raise ValueError(f"v must have shape (batch, heads, L, d_v) = {(b, h, L)} + (d_v,), got {tuple(v.shape)}")
