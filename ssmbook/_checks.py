@@ -173,6 +173,26 @@ def tensor(x, name: str, *, ndim=None, shape_doc: str | None = None, floating: b
     return x
 
 
+def finite(x, name: str, *, allow_neg_inf: bool = False):
+    """Every entry of the tensor ``x`` must be finite (``-inf`` too, when ``allow_neg_inf``)."""
+    import torch
+
+    bad = torch.isnan(x) if allow_neg_inf else ~torch.isfinite(x)
+    if allow_neg_inf:
+        bad = bad | torch.isposinf(x)
+    if bool(bad.any()):
+        allowed = " (-inf is allowed)" if allow_neg_inf else ""
+        raise ValueError(f"{name} must contain only finite values{allowed}, got NaN or inf")
+    return x
+
+
+def flag(value, name: str) -> bool:
+    """A bool option (``numpy.bool_`` accepted); anything else, a truthy string included, rejected."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentTypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 def same_dtype_device(x, name: str, like, what: str = "the model's parameters") -> None:
     """``x`` must share ``like``'s device and floating dtype."""
     if x.device != like.device:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import _checks
 from .selective import check_inputs
 
 __all__ = ["selective_scan_backward"]
@@ -52,6 +53,8 @@ def selective_scan_backward(u, delta, A, B, C, gout, D=None, z=None, delta_bias=
         raise ValueError(f"gout must be a tensor of shape (batch, dim, L) = {(batch, dim, L)}, got {got}")
     if gout.device != u.device or not gout.is_floating_point():
         raise ValueError(f"gout must be a real floating tensor on {u.device}, got {gout.dtype} on {gout.device}")
+    _checks.finite(gout, "gout")
+    _checks.flag(delta_softplus, "delta_softplus")
     f64 = torch.float64
     u, A, gout = u.to(f64), A.to(f64), gout.to(f64)
     raw = delta.to(f64) + (0.0 if delta_bias is None else delta_bias.to(f64)[:, None])

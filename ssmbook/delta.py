@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import _checks
 from .mamba import RMSNorm
 
 __all__ = ["delta_rule", "delta_rule_ref", "linear_attention_ref", "rwkv7_ref", "delta_rule_flops",
@@ -32,27 +33,31 @@ __all__ = ["delta_rule", "delta_rule_ref", "linear_attention_ref", "rwkv7_ref", 
 # input checks
 # --------------------------------------------------------------------------------------------
 def _tensor(name, t, shape_msg):
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {shape_msg}, got {type(t).__name__}")
-    if not t.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor of shape {shape_msg}, got dtype {t.dtype}")
+    _checks.tensor(t, name, shape_doc=shape_msg)
 
 
-def _check_qkv(q, k, v):
-    _tensor("q", q, "(batch, heads, L, d_k)")
+def _check_qkv(q, k, v, q_name="q"):
+    _tensor(q_name, q, "(batch, heads, L, d_k)")
     if q.dim() != 4 or q.shape[2] < 1:
-        raise ValueError(f"q must have shape (batch, heads, L, d_k) with L >= 1, got {tuple(q.shape)}")
+        raise ValueError(f"{q_name} must have shape (batch, heads, L, d_k) with L >= 1, got {tuple(q.shape)}")
     b, h, L, dk = q.shape
     _tensor("k", k, f"(batch, heads, L, d_k) = {(b, h, L, dk)}")
+    _tensor("v", v, f"(batch, heads, L, d_v) = {(b, h, L)} + (d_v,)")
+    if h != L and tuple(k.shape) == (b, L, h, dk) and v.dim() == 4 and tuple(v.shape[:3]) == (b, L, h):
+        # k and v agree with each other and disagree with q by a swap of L and heads: q is wrong
+        raise ValueError(f"{q_name} must have shape (batch, heads, L, d_k) = {(b, L, h, dk)} to match k and v, "
+                         f"got {tuple(q.shape)} (it looks like (batch, L, heads, d_k); transpose axes 1 and 2)")
     if tuple(k.shape) != (b, h, L, dk):
-        raise ValueError(f"k must have q's shape (batch, heads, L, d_k) = {(b, h, L, dk)}, got {tuple(k.shape)}")
+        raise ValueError(f"k must have {q_name}'s shape (batch, heads, L, d_k) = {(b, h, L, dk)}, got {tuple(k.shape)}")
     _tensor("v", v, f"(batch, heads, L, d_v) = {(b, h, L)} + (d_v,)")
     if v.dim() != 4 or tuple(v.shape[:3]) != (b, h, L):
         raise ValueError(f"v must have shape (batch, heads, L, d_v) = {(b, h, L)} + (d_v,), got {tuple(v.shape)}")
     for name, t in (("k", k), ("v", v)):
         if t.dtype != q.dtype or t.device != q.device:
-            raise TypeError(f"{name} must have q's dtype and device ({q.dtype}, {q.device}), "
+            raise TypeError(f"{name} must have {q_name}'s dtype and device ({q.dtype}, {q.device}), "
                             f"got ({t.dtype}, {t.device})")
+    for name, t in ((q_name, q), ("k", k), ("v", v)):
+        _checks.finite(t, name)
     return b, h, L, dk, v.shape[-1]
 
 
@@ -62,6 +67,7 @@ def _check_seq(name, t, q, b, h, L):
         raise ValueError(f"{name} must have shape (batch, heads, L) = {(b, h, L)}, got {tuple(t.shape)}")
     if t.dtype != q.dtype or t.device != q.device:
         raise TypeError(f"{name} must have q's dtype and device ({q.dtype}, {q.device}), got ({t.dtype}, {t.device})")
+    _checks.finite(t, name)
 
 
 def _check_state(state, q, b, h, dv, dk):
@@ -73,9 +79,10 @@ def _check_state(state, q, b, h, dv, dk):
                          f"got {tuple(state.shape)}")
     if state.device != q.device:
         raise TypeError(f"initial_state must be on q's device {q.device}, got {state.device}")
+    _checks.finite(state, "initial_state")
 
 
-def _check_delta(q, k, v, beta, gate, initial_state, chunk=None):
+def _check_delta(q, k, v, beta, gate, initial_state, chunk=None, return_final_state=False):
     b, h, L, dk, dv = _check_qkv(q, k, v)
     _check_seq("beta", beta, q, b, h, L)
     if gate is not None:
@@ -86,6 +93,7 @@ def _check_delta(q, k, v, beta, gate, initial_state, chunk=None):
     _check_state(initial_state, q, b, h, dv, dk)
     if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    _checks.flag(return_final_state, "return_final_state")
     return b, h, L, dk, dv
 
 
@@ -98,7 +106,8 @@ def delta_rule_ref(q, k, v, beta, gate=None, initial_state=None, return_final_st
     ``S_t = α_t S_{t-1} (I - β_t k_t k_tᵀ) + β_t v_t k_tᵀ`` (α = 1 without a gate), ``o_t = S_t q_t``.
     Returns o (batch, heads, L, d_v) [and the final state (batch, heads, d_v, d_k) in float64].
     """
-    b, h, L, dk, dv = _check_delta(q, k, v, beta, gate, initial_state)
+    b, h, L, dk, dv = _check_delta(q, k, v, beta, gate, initial_state,
+                                   return_final_state=return_final_state)
     f64 = torch.float64
     q64, k64, v64, be = (t.to(f64) for t in (q, k, v, beta))
     al = torch.ones_like(be) if gate is None else gate.to(f64)
@@ -119,6 +128,7 @@ def linear_attention_ref(q, k, v, initial_state=None, return_final_state=False):
     """Linear attention without normalisation, ``S_t = S_{t-1} + v_t k_tᵀ``, ``o_t = S_t q_t``; float64 loop."""
     b, h, L, dk, dv = _check_qkv(q, k, v)
     _check_state(initial_state, q, b, h, dv, dk)
+    _checks.flag(return_final_state, "return_final_state")
     f64 = torch.float64
     S = (torch.zeros(b, h, dv, dk, dtype=f64, device=q.device) if initial_state is None
          else initial_state.to(f64))
@@ -139,15 +149,20 @@ def rwkv7_ref(r, w, k, v, a, b, initial_state=None, return_final_state=False):
     have k's shape.  The gated delta rule is the case ``w = α·1``, ``a = -k``, ``b = αβ k`` with
     the written key ``β k``; RWKV-6 (chapter 8) is ``a = b = 0``.
     """
-    bsz, h, L, dk, dv = _check_qkv(r, k, v)
+    bsz, h, L, dk, dv = _check_qkv(r, k, v, q_name="r")
     for name, t in (("w", w), ("a", a), ("b", b)):
         _tensor(name, t, f"(batch, heads, L, d_k) = {(bsz, h, L, dk)}")
         if tuple(t.shape) != (bsz, h, L, dk):
             raise ValueError(f"{name} must have shape (batch, heads, L, d_k) = {(bsz, h, L, dk)}, "
                              f"got {tuple(t.shape)}")
+        if t.dtype != r.dtype or t.device != r.device:
+            raise TypeError(f"{name} must have r's dtype and device ({r.dtype}, {r.device}), "
+                            f"got ({t.dtype}, {t.device})")
+        _checks.finite(t, name)
     if not bool(torch.all((w > 0) & (w <= 1))):
         raise ValueError("w must lie in (0, 1] (a decay per channel)")
     _check_state(initial_state, r, bsz, h, dv, dk)
+    _checks.flag(return_final_state, "return_final_state")
     f64 = torch.float64
     r64, w64, k64, v64, a64, b64 = (t.to(f64) for t in (r, w, k, v, a, b))
     S = (torch.zeros(bsz, h, dv, dk, dtype=f64, device=r.device) if initial_state is None
@@ -176,7 +191,7 @@ def delta_rule(q, k, v, beta, gate=None, chunk=64, initial_state=None, return_fi
     ``S_end = γ_end S_0 + Uᵀ diag(γ_end/γ) K``.  The sequence is padded to a multiple of ``chunk``
     with β = 0, α = 1 (which leaves the state unchanged).
     """
-    b, h, L, dk, dv = _check_delta(q, k, v, beta, gate, initial_state, chunk)
+    b, h, L, dk, dv = _check_delta(q, k, v, beta, gate, initial_state, chunk, return_final_state)
     dt = q.dtype
     chunk = min(chunk, L)                                                  # a short sequence is one chunk
     pad = (-L) % chunk
@@ -267,10 +282,8 @@ class DeltaNetBlock(nn.Module):
         self.out_proj = nn.Linear(inner, d_model, bias=False)
 
     def forward(self, x):
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor of shape (batch, L, d_model={self.d_model})")
-        if x.dim() != 3 or x.shape[-1] != self.d_model or x.shape[1] < 1:
-            raise ValueError(f"x must have shape (batch, L, d_model={self.d_model}), got {tuple(x.shape)}")
+        _checks.module_input(x, "x", self, ndim=3, shape_doc=f"(batch, L, d_model={self.d_model})",
+                             last=self.d_model)
         bsz, L, _ = x.shape
         h, p = self.n_heads, self.head_dim
         qkv = F.silu(self.conv1d(self.qkv(x).transpose(1, 2))[..., :L]).transpose(1, 2)
@@ -317,10 +330,8 @@ class RecallLM(nn.Module):
             self.embedding.weight.normal_(0.0, d_model ** -0.5)
 
     def forward(self, tokens):
-        if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.int64 or tokens.dim() != 2:
-            raise TypeError("tokens must be an int64 tensor of shape (batch, L)")
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
-            raise ValueError(f"tokens must lie in [0, vocab_size={self.vocab_size})")
+        _checks.token_ids(tokens, "tokens", self.vocab_size, ndim=2, shape_doc="(batch, L)",
+                          device=self.embedding.weight.device)
         x = self.embedding(tokens)
         for norm, mixer in zip(self.norms, self.mixers):
             x = x + mixer(norm(x))
@@ -348,6 +359,8 @@ def associative_recall_batch(batch: int, n_pairs: int = 8, n_queries: int = 4, n
             raise ValueError(f"{name} must be a positive int, got {val!r}")
     if not isinstance(repeat_keys, bool):
         raise TypeError(f"repeat_keys must be a bool, got {type(repeat_keys).__name__}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise _checks.ArgumentTypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     if n_pairs > n_keys and not repeat_keys:
         raise ValueError(f"n_pairs must be <= n_keys (keys are distinct), got {n_pairs} > {n_keys}")
     if n_queries > n_pairs:
@@ -378,6 +391,14 @@ def train_associative_recall(model: nn.Module, steps: int, batch: int = 32, lr: 
     """
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if not isinstance(model, nn.Module):
+        raise _checks.ArgumentTypeError(f"model must be an nn.Module (tokens -> logits), got {type(model).__name__}")
+    _checks.positive_scalar(lr, "lr")
+    _checks.positive_int(batch, "batch")
+    vocab = getattr(model, "vocab_size", None)
+    if isinstance(vocab, int) and vocab < n_keys + n_values:
+        raise ValueError(f"model must have vocab_size >= n_keys + n_values = {n_keys + n_values} "
+                         f"(the task's tokens), got vocab_size {vocab}")
     task = dict(n_pairs=n_pairs, n_queries=n_queries, n_keys=n_keys, n_values=n_values, repeat_keys=repeat_keys)
     g = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device

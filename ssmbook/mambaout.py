@@ -15,6 +15,7 @@ selective SSM inside; is the SSM needed for vision?  This module holds what the 
 """
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass
@@ -624,9 +625,7 @@ class MambaNoScanMixerBlock(nn.Module):
         self.out_proj = nn.Linear(self.d_inner, dim, bias=False)
 
     def forward(self, x):
-        _check_tensor("x", x, 4, "(batch, H, W, dim)")
-        if x.shape[-1] != self.dim:
-            raise ValueError(f"x must have shape (batch, H, W, dim={self.dim}), got {tuple(x.shape)}")
+        _checks.module_input(x, "x", self, ndim=4, shape_doc=f"(batch, H, W, dim={self.dim})", last=self.dim)
         B, H, W, C = x.shape
         seq = self.norm(x).reshape(B, H * W, C)
         xs, z = self.in_proj(seq).chunk(2, dim=-1)
@@ -639,6 +638,13 @@ def tiny_mamba_without_scan(**kw) -> TinyMambaOut:
     """``TinyMambaOut(mixer="mamba", **kw)`` with every :class:`MambaMixerBlock` replaced by a
     :class:`MambaNoScanMixerBlock` of the same width: the same skeleton (stem, downsampling, norm,
     head, initialised as in the Mamba arm for the same seed) with the scan removed."""
+    if "mixer" in kw:
+        raise ValueError(f"mixer must not be given: this model is the Mamba arm without its scan, got {kw['mixer']!r}")
+    allowed = [n for n in inspect.signature(TinyMambaOut).parameters if n != "mixer"]
+    for name in kw:
+        if name not in allowed:
+            raise _checks.ArgumentTypeError(f"{name} must not be given: the arguments are those of "
+                                            f"TinyMambaOut, {allowed}")
     model = TinyMambaOut(mixer="mamba", **kw)
     for stage in model.stages:
         for i, blk in enumerate(stage):

@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import _checks
 from .mamba import RMSNorm, dt_bias_init
 
 __all__ = ["ssd", "ssd_ref", "ssd_quadratic", "segsum", "ssd_diag_blocks", "ssd_chunk_states",
@@ -41,18 +42,21 @@ __all__ = ["ssd", "ssd_ref", "ssd_quadratic", "segsum", "ssd_diag_blocks", "ssd_
 # input checks
 # --------------------------------------------------------------------------------------------
 def _tensor(name, t, shape_msg):
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {shape_msg}, got {type(t).__name__}")
-    if not t.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor of shape {shape_msg}, got dtype {t.dtype}")
+    _checks.tensor(t, name, shape_doc=shape_msg)
 
 
-def _check_ssd(X, A, B, C, initial_state=None, chunk=None):
+def _check_ssd(X, A, B, C, initial_state=None, chunk=None, return_final_state=False):
     _tensor("X", X, "(batch, L, heads, head_dim)")
     if X.dim() != 4 or X.shape[1] < 1:
         raise ValueError(f"X must have shape (batch, L, heads, head_dim) with L >= 1, got {tuple(X.shape)}")
     b, L, h, p = X.shape
     _tensor("A", A, f"(batch, L, heads) = {(b, L, h)}")
+    _tensor("B", B, f"(batch, L, heads, N) = {(b, L, h)} + (N,)")
+    if (b, h, L) != (b, L, h) and tuple(A.shape) == (b, h, L) and tuple(B.shape[:3]) == (b, h, L):
+        # A and B agree with each other and disagree with X by a swap of L and heads: X is wrong
+        raise ValueError(f"X must have shape (batch, L, heads, head_dim) = {(b, h, L, p)} to match A and B, "
+                         f"got {tuple(X.shape)} (it looks like (batch, heads, L, head_dim); "
+                         "transpose axes 1 and 2)")
     if tuple(A.shape) != (b, L, h):
         raise ValueError(f"A must have shape (batch, L, heads) = {(b, L, h)}, got {tuple(A.shape)}")
     _tensor("B", B, f"(batch, L, heads, N) = {(b, L, h)} + (N,)")
@@ -76,9 +80,31 @@ def _check_ssd(X, A, B, C, initial_state=None, chunk=None):
                              f"got {tuple(initial_state.shape)}")
         if initial_state.device != X.device:
             raise TypeError(f"initial_state must be on X's device {X.device}, got {initial_state.device}")
+    for name, t in (("X", X), ("B", B), ("C", C), ("initial_state", initial_state)):
+        if t is not None:
+            _checks.finite(t, name)
     if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    _checks.flag(return_final_state, "return_final_state")
     return b, L, h, p, n
+
+
+def _check_chunked(name, t, ndim, doc, sizes):
+    """A chunked operand of the four steps: a floating tensor of rank ``ndim`` whose axes listed in
+    ``sizes`` ({axis: size}) have the sizes the other operands imply."""
+    _checks.tensor(t, name, ndim=ndim, shape_doc=doc)
+    for axis, size in sizes.items():
+        if t.shape[axis] != size:
+            raise ValueError(f"{name} must have shape {doc} matching the other operands, got {tuple(t.shape)}")
+    return t.shape
+
+
+def _check_log_decay(name, t):
+    """A log decay: no NaN and nothing above 0 (-inf, a decay of exactly 0, is allowed)."""
+    _checks.finite(t, name, allow_neg_inf=True)
+    if not bool(torch.all(t <= 0)):
+        raise ValueError(f"{name} must be <= 0 everywhere (the log of a decay in (0, 1]), "
+                         f"got a maximum of {t.max().item():.3g}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,7 +117,7 @@ def ssd_ref(X, A, B, C, initial_state=None, return_final_state=False):
     Returns Y (batch, L, heads, head_dim), and the final state (batch, heads, head_dim, N) in
     float64 when ``return_final_state``.
     """
-    b, L, h, p, n = _check_ssd(X, A, B, C, initial_state)
+    b, L, h, p, n = _check_ssd(X, A, B, C, initial_state, return_final_state=return_final_state)
     f64 = torch.float64
     X64, A64, B64, C64 = (t.to(f64) for t in (X, A, B, C))
     H = (torch.zeros(b, h, p, n, dtype=f64, device=X.device) if initial_state is None
@@ -110,6 +136,10 @@ def segsum(A):
     Built from a cumulative sum of a masked copy (no difference of two large cumulative sums), so
     every entry is exact up to the rounding of a short sum; ``exp(segsum(A))`` is the decay mask.
     """
+    _checks.tensor(A, "A", shape_doc="(..., L)")
+    if A.dim() < 1 or A.shape[-1] < 1:
+        raise ValueError(f"A must have shape (..., L) with L >= 1, got {tuple(A.shape)}")
+    _checks.finite(A, "A", allow_neg_inf=True)
     L = A.shape[-1]
     x = A[..., None].expand(*A.shape, L)                                   # x[..., r, s] = A_r
     strict = torch.tril(torch.ones(L, L, dtype=torch.bool, device=A.device), diagonal=-1)
@@ -124,7 +154,7 @@ def ssd_quadratic(X, A, B, C, initial_state=None, return_final_state=False):
 
     Costs O(L²) per head, like attention.  An initial state adds ``exp(A_0 + ... + A_t) H_0 C_t``.
     """
-    b, L, h, p, n = _check_ssd(X, A, B, C, initial_state)
+    b, L, h, p, n = _check_ssd(X, A, B, C, initial_state, return_final_state=return_final_state)
     Ah = A.transpose(1, 2)                                                 # (b, h, L)
     mask = torch.exp(segsum(Ah))                                           # (b, h, L, L) [t, s]
     scores = torch.einsum("bthn,bshn->bhts", C, B)                         # C_tᵀ B_s
@@ -156,6 +186,11 @@ def ssd_diag_blocks(Xc, Ac, Bc, Cc):
 
     Xc (b, chunks, Q, h, p), Ac (b, h, chunks, Q), Bc, Cc (b, chunks, Q, h, n) → (b, chunks, Q, h, p).
     """
+    b, c, Q, h, p = _check_chunked("Xc", Xc, 5, "(b, chunks, Q, h, p)", {})
+    _check_chunked("Ac", Ac, 4, f"(b, h, chunks, Q) = {(b, h, c, Q)}", dict(enumerate((b, h, c, Q))))
+    n = _check_chunked("Bc", Bc, 5, f"(b, chunks, Q, h, n) = {(b, c, Q, h)} + (n,)",
+                       dict(enumerate((b, c, Q, h))))[-1]
+    _check_chunked("Cc", Cc, 5, f"(b, chunks, Q, h, n) = {(b, c, Q, h, n)}", dict(enumerate((b, c, Q, h, n))))
     mask = torch.exp(segsum(Ac))                                           # (b, h, c, Q, Q)
     scores = torch.einsum("bclhn,bcshn->bhcls", Cc, Bc) * mask             # C Bᵀ ∘ L, per chunk
     return torch.einsum("bhcls,bcshp->bclhp", scores, Xc)
@@ -163,6 +198,10 @@ def ssd_diag_blocks(Xc, Ac, Bc, Cc):
 
 def ssd_chunk_states(Xc, Ac, Bc):
     """Step 2: the state each chunk would leave behind if it started from zero, (b, chunks, h, p, n)."""
+    b, c, Q, h, p = _check_chunked("Xc", Xc, 5, "(b, chunks, Q, h, p)", {})
+    _check_chunked("Ac", Ac, 4, f"(b, h, chunks, Q) = {(b, h, c, Q)}", dict(enumerate((b, h, c, Q))))
+    _check_log_decay("Ac", Ac)
+    _check_chunked("Bc", Bc, 5, f"(b, chunks, Q, h, n) = {(b, c, Q, h)} + (n,)", dict(enumerate((b, c, Q, h))))
     cum = torch.cumsum(Ac, dim=-1)
     decay = torch.exp(cum[..., -1:] - cum)                                 # exp(A_{s+1} + ... + A_end)
     return torch.einsum("bclhn,bhcl,bclhp->bchpn", Bc, decay, Xc)
@@ -174,7 +213,13 @@ def ssd_state_passing(states, chunk_log_decay, initial_state=None):
     states (b, chunks, h, p, n); chunk_log_decay (b, h, chunks), the sum of A over each chunk.
     Returns the states *entering* each chunk (b, chunks, h, p, n) and the final state.
     """
-    b, c, h, p, n = states.shape
+    b, c, h, p, n = _check_chunked("states", states, 5, "(b, chunks, h, p, n)", {})
+    _check_chunked("chunk_log_decay", chunk_log_decay, 3, f"(b, h, chunks) = {(b, h, c)}",
+                   dict(enumerate((b, h, c))))
+    _check_log_decay("chunk_log_decay", chunk_log_decay)
+    if initial_state is not None:
+        _check_chunked("initial_state", initial_state, 4, f"(b, h, p, n) = {(b, h, p, n)}",
+                       dict(enumerate((b, h, p, n))))
     H = states.new_zeros(b, h, p, n) if initial_state is None else initial_state.to(states.dtype)
     entering = []
     for i in range(c):                                                     # chunks: L / Q steps
@@ -186,6 +231,10 @@ def ssd_state_passing(states, chunk_log_decay, initial_state=None):
 def ssd_off_diag(Cc, Ac, entering):
     """Step 4, the off-diagonal blocks: each position reads the state that entered its chunk,
     decayed to that position: ``y_t += exp(A_{start} + ... + A_t) H_in C_t``."""
+    b, c, Q, h, n = _check_chunked("Cc", Cc, 5, "(b, chunks, Q, h, n)", {})
+    _check_chunked("Ac", Ac, 4, f"(b, h, chunks, Q) = {(b, h, c, Q)}", dict(enumerate((b, h, c, Q))))
+    _check_chunked("entering", entering, 5, f"(b, chunks, h, p, n) = {(b, c, h)} + (p, {n})",
+                   {0: b, 1: c, 2: h, 4: n})
     decay = torch.exp(torch.cumsum(Ac, dim=-1))                            # (b, h, c, Q)
     return torch.einsum("bclhn,bchpn,bhcl->bclhp", Cc, entering, decay)
 
@@ -198,7 +247,7 @@ def ssd(X, A, B, C, chunk=64, initial_state=None, return_final_state=False):
     ``2·L·Q·(N + head_dim)`` multiply-adds in matmuls plus ``O(L·N·head_dim)``, and a sequential
     scan of only ``L / Q`` steps.  Returns Y (batch, L, heads, head_dim) [and the final state].
     """
-    b, L, h, p, n = _check_ssd(X, A, B, C, initial_state, chunk)
+    b, L, h, p, n = _check_ssd(X, A, B, C, initial_state, chunk, return_final_state)
     chunk = min(chunk, L)                                                  # a short sequence is one chunk
     pad = (-L) % chunk
     if pad:
@@ -246,6 +295,13 @@ class GatedRMSNorm(nn.Module):
         self.norm = RMSNorm(d, eps=eps, device=device, dtype=dtype)
 
     def forward(self, y, z):
+        d = self.norm.d
+        _checks.tensor(y, "y", shape_doc=f"(..., d={d})")
+        if y.dim() < 1 or y.shape[-1] != d:
+            raise ValueError(f"y must have shape (..., d={d}), got shape {tuple(y.shape)}")
+        _checks.tensor(z, "z", shape_doc=f"y's shape {tuple(y.shape)}")
+        if z.shape != y.shape:
+            raise ValueError(f"z must have y's shape {tuple(y.shape)}, got {tuple(z.shape)}")
         return self.norm(y * F.silu(z))
 
 
@@ -254,6 +310,11 @@ class Mamba2State:
     inputs of the short convolution (oldest first), and ``ssm`` (batch, heads, head_dim, N)."""
 
     def __init__(self, conv, ssm):
+        _checks.tensor(conv, "conv", ndim=3, shape_doc="(batch, conv_dim, d_conv)")
+        _checks.tensor(ssm, "ssm", ndim=4, shape_doc="(batch, heads, head_dim, N)")
+        if ssm.shape[0] != conv.shape[0]:
+            raise ValueError(f"ssm must have conv's batch size {conv.shape[0]} (shape (batch, heads, "
+                             f"head_dim, N)), got shape {tuple(ssm.shape)}")
         self.conv, self.ssm = conv, ssm
 
 
@@ -306,10 +367,8 @@ class Mamba2Block(nn.Module):
         return x, Bm, Cm, dt, -torch.exp(self.A_log)
 
     def forward(self, u):
-        if not isinstance(u, torch.Tensor) or not u.is_floating_point():
-            raise TypeError(f"u must be a floating-point tensor of shape (batch, L, d_model={self.d_model})")
-        if u.dim() != 3 or u.shape[-1] != self.d_model or u.shape[1] < 1:
-            raise ValueError(f"u must have shape (batch, L, d_model={self.d_model}), got {tuple(u.shape)}")
+        _checks.module_input(u, "u", self, ndim=3, shape_doc=f"(batch, L, d_model={self.d_model})",
+                             last=self.d_model)
         L = u.shape[1]
         z, xBC, dt = self._split(self.in_proj(u))
         xBC = F.silu(self.conv1d(xBC.transpose(1, 2))[..., :L].transpose(1, 2))
@@ -331,16 +390,14 @@ class Mamba2Block(nn.Module):
 
     def step(self, u_t, state: Mamba2State):
         """One token: u_t (batch, d_model) and the state → (y_t (batch, d_model), new state)."""
-        if not isinstance(u_t, torch.Tensor) or not u_t.is_floating_point():
-            raise TypeError(f"u_t must be a floating-point tensor of shape (batch, d_model={self.d_model})")
-        if u_t.dim() != 2 or u_t.shape[-1] != self.d_model:
-            raise ValueError(f"u_t must have shape (batch, d_model={self.d_model}), got {tuple(u_t.shape)}")
+        _checks.module_input(u_t, "u_t", self, ndim=2, shape_doc=f"(batch, d_model={self.d_model})",
+                             last=self.d_model)
         if not isinstance(state, Mamba2State):
-            raise TypeError(f"state must be a Mamba2State from allocate_state, got {type(state).__name__}")
+            raise _checks.ArgumentTypeError(f"state must be a Mamba2State from allocate_state, "
+                                            f"got {type(state).__name__}")
         b = u_t.shape[0]
-        if tuple(state.conv.shape) != (b, self.conv_dim, self.d_conv):
-            raise ValueError(f"state.conv must have shape {(b, self.conv_dim, self.d_conv)}, "
-                             f"got {tuple(state.conv.shape)}")
+        _checks.state_batch(state.conv.shape, b, "state", (b, self.conv_dim, self.d_conv))
+        _checks.state_batch(state.ssm.shape, b, "state", (b, self.n_heads, self.head_dim, self.d_state))
         z, xBC, dt = self._split(self.in_proj(u_t))
         conv = torch.cat([state.conv[..., 1:], xBC[..., None]], dim=-1)
         xBC = F.silu((conv * self.conv1d.weight[:, 0, :]).sum(-1) + self.conv1d.bias)
@@ -372,10 +429,8 @@ class Mamba2LM(nn.Module):
             self.embedding.weight.normal_(0.0, d_model ** -0.5)
 
     def forward(self, tokens):
-        if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.int64 or tokens.dim() != 2:
-            raise TypeError("tokens must be an int64 tensor of shape (batch, L)")
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
-            raise ValueError(f"tokens must lie in [0, vocab_size={self.vocab_size})")
+        _checks.token_ids(tokens, "tokens", self.vocab_size, ndim=2, shape_doc="(batch, L)",
+                          device=self.embedding.weight.device)
         x = self.embedding(tokens)
         for norm, block in zip(self.norms, self.blocks):
             x = x + block(norm(x))

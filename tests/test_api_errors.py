@@ -18,10 +18,10 @@ import sympy as sp
 import torch
 
 import ssmbook
-from ssmbook import derive, discretize, hmm, mamba, mambaout, rwkv, s4, scan, selective, ssm
+from ssmbook import adjoint, delta, derive, discretize, hmm, mamba, mambaout, rwkv, s4, scan, selective, ssd, ssm
 
 MODULES = {m.__name__.split(".")[-1]: m for m in
-           (derive, discretize, hmm, mamba, mambaout, rwkv, s4, scan, selective, ssm)}
+           (adjoint, delta, derive, discretize, hmm, mamba, mambaout, rwkv, s4, scan, selective, ssd, ssm)}
 # Modules whose misuse tables live elsewhere: the chapter helpers (notebook, plot), the sliders
 # (tests/test_widgets.py) and the Triton kernels (tests/test_kernels.py).
 ELSEWHERE = {"notebook", "plot", "widgets", "kernels"}
@@ -76,6 +76,19 @@ CSSM = ssm.spring_mass_damper()
 W, U = -torch.rand(3).log(), T(3)
 K4, V4 = T(2, 7, 3), T(2, 7, 3, seed=1)
 R6, LW6, K6, V6, U6 = T(2, 5, 2, 3), -torch.rand(2, 5, 2, 3), T(2, 5, 2, 3), T(2, 5, 2, 4), T(2, 3)
+MNOSCAN = mambaout.MambaNoScanMixerBlock(8)
+GOUT = T(2, 3, 5, seed=2)
+QD, KD, VD = T(2, 2, 5, 3), T(2, 2, 5, 3, seed=1), T(2, 2, 5, 4, seed=2)
+BETA, WD = torch.rand(2, 2, 5), torch.rand(2, 2, 5, 3) * 0.5 + 0.5
+DNET = delta.DeltaNetBlock(8, n_heads=2, head_dim=4)
+RLMD = delta.RecallLM(11, 8, 1, lambda d: delta.DeltaNetBlock(d, n_heads=2, head_dim=4))
+XS, AS, BS, CS = T(2, 5, 2, 3), -torch.rand(2, 5, 2), T(2, 5, 2, 4, seed=1), T(2, 5, 2, 4, seed=2)
+XC, BC, CC = T(2, 2, 3, 2, 3), T(2, 2, 3, 2, 4, seed=1), T(2, 2, 3, 2, 4, seed=2)
+AC = -torch.rand(2, 2, 2, 3)
+STATES = T(2, 2, 2, 3, 4, seed=3)
+M2B = ssd.Mamba2Block(8, d_state=4, head_dim=4, chunk=4)
+M2LM = ssd.Mamba2LM(11, 8, 1, d_state=4, head_dim=4)
+LAM, PT, BT, _V = s4.hippo_legs_dplr(4)
 SEL = selective.random_inputs(2, 3, 5, 4, seed=0)
 A2, B2, C2 = np.array([[0.9, 0.1], [0.0, 0.5]]), np.ones(2), np.array([1.0, -1.0])
 
@@ -401,6 +414,213 @@ CASES = {
                          ("slowest > fastest", lambda: ssm.diagonal_ssm(3, slowest=2.0, fastest=1.0), "slowest")],
     "ssm.spring_mass_damper": [("negative m", lambda: ssm.spring_mass_damper(m=-1.0), "m"),
                                ("NaN k", lambda: ssm.spring_mass_damper(k=np.nan), "k")],
+    # ---------------------------------------------------------------------------------- adjoint
+    "adjoint.selective_scan_backward": [
+        ("u as (batch, L, dim)", lambda: adjoint.selective_scan_backward(**sel(u=SEL["u"].transpose(1, 2)), gout=GOUT), "u"),
+        ("delta of another shape", lambda: adjoint.selective_scan_backward(**sel(delta=SEL["delta"][..., :3]), gout=GOUT), "delta"),
+        ("B as (batch, L, N)", lambda: adjoint.selective_scan_backward(**sel(B=SEL["B"].transpose(1, 2)), gout=GOUT), "B"),
+        ("gout of another shape", lambda: adjoint.selective_scan_backward(**sel(), gout=GOUT[..., :3]), "gout"),
+        ("gout as (batch, L, dim)", lambda: adjoint.selective_scan_backward(**sel(), gout=GOUT.transpose(1, 2)), "gout"),
+        ("integer gout", lambda: adjoint.selective_scan_backward(**sel(), gout=GOUT.long()), "gout"),
+        ("gout not a tensor", lambda: adjoint.selective_scan_backward(**sel(), gout=GOUT.numpy()), "gout"),
+        ("NaN in gout", lambda: adjoint.selective_scan_backward(**sel(), gout=GOUT * np.nan), "gout"),
+        ("string delta_softplus", lambda: adjoint.selective_scan_backward(**sel(), gout=GOUT, delta_softplus="yes"), "delta_softplus"),
+    ],
+    # ---------------------------------------------------------------------------------- delta
+    **{f"delta.{f}": [
+        ("q as (batch, L, heads, d_k)", lambda f=f: getattr(delta, f)(QD.transpose(1, 2), KD, VD, BETA), "q"),
+        ("3-D q", lambda f=f: getattr(delta, f)(QD[0], KD, VD, BETA), "q"),
+        ("k of another d_k", lambda f=f: getattr(delta, f)(QD, KD[..., :2], VD, BETA), "k"),
+        ("v of another length", lambda f=f: getattr(delta, f)(QD, KD, VD[:, :, :4], BETA), "v"),
+        ("v of another batch", lambda f=f: getattr(delta, f)(QD, KD, VD[:1], BETA), "v"),
+        ("float64 k, float32 q", lambda f=f: getattr(delta, f)(QD, KD.double(), VD, BETA), "k"),
+        ("integer q", lambda f=f: getattr(delta, f)(QD.long(), KD, VD, BETA), "q"),
+        ("NaN in q", lambda f=f: getattr(delta, f)(QD * np.nan, KD, VD, BETA), "q"),
+        ("beta of another heads", lambda f=f: getattr(delta, f)(QD, KD, VD, BETA[:, :1]), "beta"),
+        ("NaN beta", lambda f=f: getattr(delta, f)(QD, KD, VD, BETA * np.nan), "beta"),
+        ("gate above 1", lambda f=f: getattr(delta, f)(QD, KD, VD, BETA, gate=BETA + 1), "gate"),
+        ("gate 0", lambda f=f: getattr(delta, f)(QD, KD, VD, BETA, gate=BETA * 0), "gate"),
+        ("NaN gate", lambda f=f: getattr(delta, f)(QD, KD, VD, BETA, gate=BETA * np.nan), "gate"),
+        ("initial_state for another batch", lambda f=f: getattr(delta, f)(QD, KD, VD, BETA, initial_state=torch.zeros(3, 2, 4, 3)), "initial_state"),
+        ("initial_state as (batch, heads, d_k, d_v)", lambda f=f: getattr(delta, f)(QD, KD, VD, BETA, initial_state=torch.zeros(2, 2, 3, 4)), "initial_state"),
+        ("integer initial_state", lambda f=f: getattr(delta, f)(QD, KD, VD, BETA, initial_state=torch.zeros(2, 2, 4, 3, dtype=torch.int64)), "initial_state"),
+        ("NaN initial_state", lambda f=f: getattr(delta, f)(QD, KD, VD, BETA, initial_state=torch.full((2, 2, 4, 3), np.nan)), "initial_state"),
+        ("string return_final_state", lambda f=f: getattr(delta, f)(QD, KD, VD, BETA, return_final_state="yes"), "return_final_state"),
+    ] + ([("chunk 0", lambda: delta.delta_rule(QD, KD, VD, BETA, chunk=0), "chunk"),
+          ("float chunk", lambda: delta.delta_rule(QD, KD, VD, BETA, chunk=2.0), "chunk")] if f == "delta_rule" else [])
+       for f in ("delta_rule", "delta_rule_ref")},
+    "delta.linear_attention_ref": [
+        ("q as (batch, L, heads, d_k)", lambda: delta.linear_attention_ref(QD.transpose(1, 2), KD, VD), "q"),
+        ("k of another shape", lambda: delta.linear_attention_ref(QD, KD[:, :1], VD), "k"),
+        ("v not a tensor", lambda: delta.linear_attention_ref(QD, KD, VD.numpy()), "v"),
+        ("NaN in v", lambda: delta.linear_attention_ref(QD, KD, VD * np.nan), "v"),
+        ("initial_state for another batch", lambda: delta.linear_attention_ref(QD, KD, VD, initial_state=torch.zeros(1, 2, 4, 3)), "initial_state"),
+    ],
+    "delta.rwkv7_ref": [
+        ("r as (batch, L, heads, d_k)", lambda: delta.rwkv7_ref(QD.transpose(1, 2), WD, KD, VD, -KD, KD), "r"),
+        ("w of another shape", lambda: delta.rwkv7_ref(QD, WD[..., :2], KD, VD, -KD, KD), "w"),
+        ("w above 1", lambda: delta.rwkv7_ref(QD, WD + 1, KD, VD, -KD, KD), "w"),
+        ("NaN w", lambda: delta.rwkv7_ref(QD, WD * np.nan, KD, VD, -KD, KD), "w"),
+        ("a of another shape", lambda: delta.rwkv7_ref(QD, WD, KD, VD, -KD[:1], KD), "a"),
+        ("integer b", lambda: delta.rwkv7_ref(QD, WD, KD, VD, -KD, KD.long()), "b"),
+        ("float64 a, float32 r", lambda: delta.rwkv7_ref(QD, WD, KD, VD, -KD.double(), KD), "a"),
+        ("initial_state of another d_v", lambda: delta.rwkv7_ref(QD, WD, KD, VD, -KD, KD, initial_state=torch.zeros(2, 2, 3, 3)), "initial_state"),
+    ],
+    "delta.delta_rule_flops": [("L 0", lambda: delta.delta_rule_flops(0, 4, 4, 2), "L"),
+                               ("negative d_k", lambda: delta.delta_rule_flops(8, -1, 4, 2), "d_k"),
+                               ("float chunk", lambda: delta.delta_rule_flops(8, 4, 4, 2.0), "chunk")],
+    "delta.DeltaNetBlock": [
+        ("d_model 0", lambda: delta.DeltaNetBlock(0), "d_model"),
+        ("n_heads -1", lambda: delta.DeltaNetBlock(8, n_heads=-1), "n_heads"),
+        ("chunk 0", lambda: delta.DeltaNetBlock(8, chunk=0), "chunk"),
+        ("unknown rule", lambda: delta.DeltaNetBlock(8, rule="lstm"), "rule"),
+        ("forward: last dim not d_model", lambda: DNET(T(2, 5, 7)), "x"),
+        ("forward: 2-D x", lambda: DNET(T(5, 8)), "x"),
+        ("forward: integer x", lambda: DNET(T(2, 5, 8).long()), "x"),
+        ("forward: float64 x, float32 block", lambda: DNET(T(2, 5, 8, dtype=torch.float64)), "x"),
+        ("forward: empty batch", lambda: DNET(T(0, 5, 8)), "x"),
+        ("forward: L 0", lambda: DNET(T(2, 0, 8)), "x"),
+    ],
+    "delta.RecallLM": [
+        ("vocab_size 0", lambda: delta.RecallLM(0, 8, 1, delta.DeltaNetBlock), "vocab_size"),
+        ("n_layer 0", lambda: delta.RecallLM(11, 8, 0, delta.DeltaNetBlock), "n_layer"),
+        ("make_mixer not callable", lambda: delta.RecallLM(11, 8, 1, "delta"), "make_mixer"),
+        ("forward: token out of range", lambda: RLMD(ids(2, 4) + 11), "tokens"),
+        ("forward: negative token", lambda: RLMD(-ids(2, 4) - 1), "tokens"),
+        ("forward: float tokens", lambda: RLMD(T(2, 4)), "tokens"),
+        ("forward: 1-D tokens", lambda: RLMD(ids(4)), "tokens"),
+        ("forward: empty batch", lambda: RLMD(ids(0, 4)), "tokens"),
+    ],
+    "delta.associative_recall_batch": [
+        ("batch 0", lambda: delta.associative_recall_batch(0), "batch"),
+        ("n_pairs > n_keys", lambda: delta.associative_recall_batch(2, n_pairs=20, n_keys=16), "n_pairs"),
+        ("n_queries > n_pairs", lambda: delta.associative_recall_batch(2, n_pairs=4, n_queries=5), "n_queries"),
+        ("string repeat_keys", lambda: delta.associative_recall_batch(2, repeat_keys="yes"), "repeat_keys"),
+        ("generator not a torch.Generator", lambda: delta.associative_recall_batch(2, generator=0), "generator"),
+    ],
+    "delta.train_associative_recall": [
+        ("steps 0", lambda: delta.train_associative_recall(RLMD, 0), "steps"),
+        ("not a module", lambda: delta.train_associative_recall("model", 1), "model"),
+        ("negative lr", lambda: delta.train_associative_recall(RLMD, 1, lr=-1.0), "lr"),
+        ("batch 0", lambda: delta.train_associative_recall(RLMD, 1, batch=0), "batch"),
+        ("vocabulary larger than the model's", lambda: delta.train_associative_recall(RLMD, 1, n_keys=16, n_values=16), "model"),
+    ],
+    # ---------------------------------------------------------------------------------- ssd
+    **{f"ssd.{f}": [
+        ("X as (batch, heads, L, head_dim)", lambda f=f: getattr(ssd, f)(XS.transpose(1, 2), AS, BS, CS), "X"),
+        ("3-D X", lambda f=f: getattr(ssd, f)(XS[0], AS, BS, CS), "X"),
+        ("integer X", lambda f=f: getattr(ssd, f)(XS.long(), AS, BS, CS), "X"),
+        ("NaN in X", lambda f=f: getattr(ssd, f)(XS * np.nan, AS, BS, CS), "X"),
+        ("A as (batch, heads, L)", lambda f=f: getattr(ssd, f)(XS, AS.transpose(1, 2), BS, CS), "A"),
+        ("positive A", lambda f=f: getattr(ssd, f)(XS, -AS, BS, CS), "A"),
+        ("NaN A", lambda f=f: getattr(ssd, f)(XS, AS * np.nan, BS, CS), "A"),
+        ("B of another heads", lambda f=f: getattr(ssd, f)(XS, AS, BS[:, :, :1], CS), "B"),
+        ("B of another batch", lambda f=f: getattr(ssd, f)(XS, AS, BS[:1], CS), "B"),
+        ("C of another N", lambda f=f: getattr(ssd, f)(XS, AS, BS, CS[..., :3]), "C"),
+        ("float64 C, float32 X", lambda f=f: getattr(ssd, f)(XS, AS, BS, CS.double()), "C"),
+        ("NaN C", lambda f=f: getattr(ssd, f)(XS, AS, BS, CS * np.nan), "C"),
+        ("initial_state for another batch", lambda f=f: getattr(ssd, f)(XS, AS, BS, CS, initial_state=torch.zeros(3, 2, 3, 4)), "initial_state"),
+        ("initial_state as (batch, heads, N, head_dim)", lambda f=f: getattr(ssd, f)(XS, AS, BS, CS, initial_state=torch.zeros(2, 2, 4, 3)), "initial_state"),
+        ("integer initial_state", lambda f=f: getattr(ssd, f)(XS, AS, BS, CS, initial_state=torch.zeros(2, 2, 3, 4, dtype=torch.int64)), "initial_state"),
+        ("NaN initial_state", lambda f=f: getattr(ssd, f)(XS, AS, BS, CS, initial_state=torch.full((2, 2, 3, 4), np.nan)), "initial_state"),
+        ("string return_final_state", lambda f=f: getattr(ssd, f)(XS, AS, BS, CS, return_final_state="yes"), "return_final_state"),
+    ] + ([("chunk 0", lambda: ssd.ssd(XS, AS, BS, CS, chunk=0), "chunk"),
+          ("float chunk", lambda: ssd.ssd(XS, AS, BS, CS, chunk=2.5), "chunk")] if f == "ssd" else [])
+       for f in ("ssd", "ssd_ref", "ssd_quadratic")},
+    "ssd.segsum": [("numpy A", lambda: ssd.segsum(np.ones(4)), "A"),
+                   ("0-d A", lambda: ssd.segsum(torch.tensor(1.0)), "A"),
+                   ("integer A", lambda: ssd.segsum(torch.ones(4, dtype=torch.int64)), "A"),
+                   ("NaN A", lambda: ssd.segsum(torch.full((4,), np.nan)), "A")],
+    "ssd.ssd_diag_blocks": [("4-D Xc", lambda: ssd.ssd_diag_blocks(XC[0], AC, BC, CC), "Xc"),
+                            ("Ac of another chunk length", lambda: ssd.ssd_diag_blocks(XC, AC[..., :2], BC, CC), "Ac"),
+                            ("Bc of another heads", lambda: ssd.ssd_diag_blocks(XC, AC, BC[..., :1, :], CC), "Bc"),
+                            ("Cc of another N", lambda: ssd.ssd_diag_blocks(XC, AC, BC, CC[..., :3]), "Cc")],
+    "ssd.ssd_chunk_states": [("Xc not a tensor", lambda: ssd.ssd_chunk_states(XC.numpy(), AC, BC), "Xc"),
+                             ("Ac as (b, chunks, Q, h)", lambda: ssd.ssd_chunk_states(XC, AC.permute(0, 2, 3, 1), BC), "Ac"),
+                             ("Bc of another batch", lambda: ssd.ssd_chunk_states(XC, AC, BC[:1]), "Bc")],
+    "ssd.ssd_state_passing": [("4-D states", lambda: ssd.ssd_state_passing(STATES[0], AC.sum(-1)), "states"),
+                              ("chunk_log_decay of another chunk count", lambda: ssd.ssd_state_passing(STATES, AC.sum(-1)[..., :1]), "chunk_log_decay"),
+                              ("positive chunk_log_decay", lambda: ssd.ssd_state_passing(STATES, -AC.sum(-1)), "chunk_log_decay"),
+                              ("initial_state of another N", lambda: ssd.ssd_state_passing(STATES, AC.sum(-1), torch.zeros(2, 2, 3, 3)), "initial_state")],
+    "ssd.ssd_off_diag": [("Ac of another batch than Cc", lambda: ssd.ssd_off_diag(CC, AC[:1], STATES), "Ac"),
+                         ("5-D Ac", lambda: ssd.ssd_off_diag(CC, AC[None], STATES), "Ac"),
+                         ("entering of another N", lambda: ssd.ssd_off_diag(CC, AC, STATES[..., :3]), "entering"),
+                         ("Ac of another heads", lambda: ssd.ssd_off_diag(CC, AC[:, :1], STATES), "Ac")],
+    "ssd.ssd_flops": [("L 0", lambda: ssd.ssd_flops(0, 2, 4, 4, 2), "L"),
+                      ("negative heads", lambda: ssd.ssd_flops(8, -2, 4, 4, 2), "heads"),
+                      ("float N", lambda: ssd.ssd_flops(8, 2, 4, 4.0, 2), "N"),
+                      ("chunk 0", lambda: ssd.ssd_flops(8, 2, 4, 4, 0), "chunk")],
+    "ssd.GatedRMSNorm": [("d 0", lambda: ssd.GatedRMSNorm(0), "d"),
+                         ("forward: last dim of y not d", lambda: ssd.GatedRMSNorm(4)(T(2, 3), T(2, 3)), "y"),
+                         ("forward: z of another shape", lambda: ssd.GatedRMSNorm(4)(T(2, 4), T(3, 4)), "z"),
+                         ("forward: integer z", lambda: ssd.GatedRMSNorm(4)(T(2, 4), T(2, 4).long()), "z")],
+    "ssd.Mamba2State": [("conv not a tensor", lambda: ssd.Mamba2State(conv=[0.0], ssm=torch.zeros(1, 2, 3, 4)), "conv"),
+                        ("ssm of another batch", lambda: ssd.Mamba2State(conv=torch.zeros(1, 2, 4), ssm=torch.zeros(2, 2, 3, 4)), "ssm"),
+                        ("3-D ssm", lambda: ssd.Mamba2State(conv=torch.zeros(1, 2, 4), ssm=torch.zeros(1, 2, 3)), "ssm")],
+    "ssd.Mamba2Block": [
+        ("d_model 0", lambda: ssd.Mamba2Block(0), "d_model"),
+        ("d_state -1", lambda: ssd.Mamba2Block(8, d_state=-1), "d_state"),
+        ("chunk 0", lambda: ssd.Mamba2Block(8, chunk=0), "chunk"),
+        ("head_dim not dividing d_inner", lambda: ssd.Mamba2Block(8, head_dim=5), "head_dim"),
+        ("dt_min > dt_max", lambda: ssd.Mamba2Block(8, head_dim=4, dt_min=0.5, dt_max=0.1), "dt_min"),
+        ("forward: last dim not d_model", lambda: M2B(T(2, 5, 7)), "u"),
+        ("forward: integer u", lambda: M2B(T(2, 5, 8).long()), "u"),
+        ("forward: float64 u, float32 block", lambda: M2B(T(2, 5, 8, dtype=torch.float64)), "u"),
+        ("forward: empty batch", lambda: M2B(T(0, 5, 8)), "u"),
+        ("step: u_t 3-D", lambda: M2B.step(T(2, 1, 8), M2B.allocate_state(2)), "u_t"),
+        ("step: float64 u_t", lambda: M2B.step(T(2, 8, dtype=torch.float64), M2B.allocate_state(2)), "u_t"),
+        ("step: state for another batch", lambda: M2B.step(T(2, 8), M2B.allocate_state(3)), "state"),
+        ("step: state.ssm of another N", lambda: M2B.step(T(2, 8), ssd.Mamba2State(M2B.allocate_state(2).conv, torch.zeros(2, 4, 4, 3))), "state"),
+        ("step: not a state", lambda: M2B.step(T(2, 8), (torch.zeros(2), torch.zeros(2))), "state"),
+        ("allocate_state: batch 0", lambda: M2B.allocate_state(0), "batch"),
+    ],
+    "ssd.Mamba2LM": [
+        ("vocab_size 0", lambda: ssd.Mamba2LM(0, 8, 1), "vocab_size"),
+        ("n_layer 0", lambda: ssd.Mamba2LM(11, 8, 0), "n_layer"),
+        ("d_state 0", lambda: ssd.Mamba2LM(11, 8, 1, d_state=0), "d_state"),
+        ("forward: token out of range", lambda: M2LM(ids(2, 4) + 11), "tokens"),
+        ("forward: negative token", lambda: M2LM(-ids(2, 4) - 1), "tokens"),
+        ("forward: float tokens", lambda: M2LM(T(2, 4)), "tokens"),
+        ("forward: 1-D tokens", lambda: M2LM(ids(4)), "tokens"),
+        ("forward: empty batch", lambda: M2LM(ids(0, 4)), "tokens"),
+    ],
+    # ---------------------------------------------------------------------------------- additions to mambaout, s4
+    "mambaout.MambaNoScanMixerBlock": [
+        ("dim 0", lambda: mambaout.MambaNoScanMixerBlock(0), "dim"),
+        ("expand 0", lambda: mambaout.MambaNoScanMixerBlock(8, expand=0), "expand"),
+        ("float d_conv", lambda: mambaout.MambaNoScanMixerBlock(8, d_conv=2.0), "d_conv"),
+        ("forward: last dim not dim", lambda: MNOSCAN(T(1, 4, 4, 7)), "x"),
+        ("forward: 3-D x", lambda: MNOSCAN(T(1, 16, 8)), "x"),
+        ("forward: integer x", lambda: MNOSCAN(T(1, 4, 4, 8).long()), "x"),
+        ("forward: float64 x, float32 block", lambda: MNOSCAN(T(1, 4, 4, 8, dtype=torch.float64)), "x"),
+        ("forward: empty batch", lambda: MNOSCAN(T(0, 4, 4, 8)), "x"),
+    ],
+    "mambaout.tiny_mamba_without_scan": [
+        ("unknown keyword", lambda: mambaout.tiny_mamba_without_scan(width=8), "width"),
+        ("mixer given", lambda: mambaout.tiny_mamba_without_scan(mixer="gated_cnn"), "mixer"),
+    ],
+    "s4.hippo_legs_dplr": [("N 0", lambda: s4.hippo_legs_dplr(0), "N"),
+                           ("float N", lambda: s4.hippo_legs_dplr(2.0), "N"),
+                           ("bool N", lambda: s4.hippo_legs_dplr(True), "N")],
+    "s4.kernel_dplr": [
+        ("2-D Lambda", lambda: s4.kernel_dplr(np.diag(LAM), PT, PT, BT, BT, 0.1, 8), "Lambda"),
+        ("Lambda with Re >= 0", lambda: s4.kernel_dplr(-LAM, PT, PT, BT, BT, 0.1, 8), "Lambda"),
+        ("NaN in Lambda", lambda: s4.kernel_dplr(LAM * np.nan, PT, PT, BT, BT, 0.1, 8), "Lambda"),
+        ("empty Lambda", lambda: s4.kernel_dplr(LAM[:0], PT[:0], PT[:0], BT[:0], BT[:0], 0.1, 8), "Lambda"),
+        ("tensor Lambda", lambda: s4.kernel_dplr(torch.from_numpy(LAM), PT, PT, BT, BT, 0.1, 8), "Lambda"),
+        ("P of another N", lambda: s4.kernel_dplr(LAM, PT[:3], PT, BT, BT, 0.1, 8), "P"),
+        ("Q of another rank than P", lambda: s4.kernel_dplr(LAM, PT, np.stack([PT, PT], 1), BT, BT, 0.1, 8), "Q"),
+        ("NaN in Q", lambda: s4.kernel_dplr(LAM, PT, PT * np.nan, BT, BT, 0.1, 8), "Q"),
+        ("B of another N", lambda: s4.kernel_dplr(LAM, PT, PT, BT[:3], BT, 0.1, 8), "B"),
+        ("2-D C", lambda: s4.kernel_dplr(LAM, PT, PT, BT, BT[None], 0.1, 8), "C"),
+        ("NaN in C", lambda: s4.kernel_dplr(LAM, PT, PT, BT, BT * np.nan, 0.1, 8), "C"),
+        ("negative delta", lambda: s4.kernel_dplr(LAM, PT, PT, BT, BT, -0.1, 8), "delta"),
+        ("NaN delta", lambda: s4.kernel_dplr(LAM, PT, PT, BT, BT, np.nan, 8), "delta"),
+        ("string delta", lambda: s4.kernel_dplr(LAM, PT, PT, BT, BT, "0.1", 8), "delta"),
+        ("L 0", lambda: s4.kernel_dplr(LAM, PT, PT, BT, BT, 0.1, 0), "L"),
+        ("float L", lambda: s4.kernel_dplr(LAM, PT, PT, BT, BT, 0.1, 8.0), "L"),
+        ("string C_is_tilde", lambda: s4.kernel_dplr(LAM, PT, PT, BT, BT, 0.1, 8, C_is_tilde="yes"), "C_is_tilde"),
+    ],
 }
 
 
