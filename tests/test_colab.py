@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -363,7 +364,14 @@ def fresh_env(tmp_path_factory):
     """A virtual environment with nothing but torch (CPU), the wheel of this checkout and ipykernel."""
     tmp = tmp_path_factory.mktemp("colab_env")
     t0 = time.perf_counter()
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp / "wheel", ROOT])
+    # build from a copy of what the package is made of, so setuptools leaves nothing in the checkout
+    src = tmp / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, src / name)
+    for name in ("ssmbook", "kernels"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp / "wheel", src], cwd=tmp)
     wheel = next((tmp / "wheel").glob("ssmbook-*.whl"))
     _run([sys.executable, "-m", "venv", tmp / "venv"])
     py = tmp / "venv" / "bin" / "python"
