@@ -101,3 +101,13 @@ def test_exercises_span_derivation_coding_and_conceptual(path):
         assert m, f"{path.name}: exercise does not start with its kind (Derivation/Coding/Conceptual): {first[:60]!r}"
         kinds.append(m.group(1).lower())
     assert {"derivation", "coding", "conceptual"} <= set(kinds), f"{path.name}: exercise kinds {sorted(set(kinds))}"
+
+
+def test_code_cells_are_formatted_by_ruff():
+    """The chapters' code cells are in ruff's format (88 columns, pyproject's [tool.ruff])."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "ruff", "format", "--check", "book"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, f"run `ruff format book`:\n{r.stdout}{r.stderr}"
