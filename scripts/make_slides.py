@@ -27,6 +27,8 @@ What the lecture needs, and a notebook dump does not give:
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import os
 import pathlib
@@ -43,6 +45,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from book_layout import HTML, chapter_entries, config
 from ssmbook_bib import authors, year
+
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+from ssmbook_site import externalize  # noqa: E402  (the site's explorer frames, as files)
 
 EXECUTED = ROOT / "_build" / "jupyter_execute"
 OUT = HTML / "slides"
@@ -218,15 +223,31 @@ def exercises_slide(nb, chapter: Chapter) -> str:
     return render("\n".join(items))
 
 
+def site_image(png_b64: str) -> str:
+    """The site's file of this figure (myst-nb names it by the SHA-256 of its bytes), as a URL
+    relative to the decks; written there if the site has no such file, so decks share the
+    site's images instead of carrying a second, inline copy."""
+    raw = base64.b64decode(png_b64)
+    name = hashlib.sha256(raw).hexdigest() + ".png"
+    path = HTML / "_images" / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(raw)
+    return "../_images/" + name
+
+
 def output_html(out) -> str:
     data = out.get("data", {})
     if "text/html" in data:
-        return f'<div class="slide-html">{data["text/html"] if isinstance(data["text/html"], str) else "".join(data["text/html"])}</div>'
+        text = data["text/html"] if isinstance(data["text/html"], str) else "".join(data["text/html"])
+        if "ssmbook-explorer-data" in text:  # frames as the site's files, loaded on demand
+            text = externalize(text, HTML, "../_images/explorers")
+        return f'<div class="slide-html">{text}</div>'
     if "image/svg+xml" in data:
         return f'<div class="slide-figure">{data["image/svg+xml"]}</div>'
     if "image/png" in data:
         png = data["image/png"].replace("\n", "")
-        return f'<img class="slide-figure" alt="figure" src="data:image/png;base64,{png}">'
+        return f'<img class="slide-figure" alt="figure" src="{site_image(png)}">'
     if "text/markdown" in data:
         return render(data["text/markdown"])
     return ""

@@ -1,4 +1,5 @@
 """ssmbook.widgets: sliders, live widget redraws, the static twin."""
+
 import json
 import re
 
@@ -17,8 +18,11 @@ def draw(fig, delta, N):
 
 
 def make():
-    return Explorer(draw, delta=log_slider(1e-2, 1.0, n=3, value=0.1, description="Δ"),
-                    N=choice_slider([1, 2, 4], value=2))
+    return Explorer(
+        draw,
+        delta=log_slider(1e-2, 1.0, n=3, value=0.1, description="Δ"),
+        N=choice_slider([1, 2, 4], value=2),
+    )
 
 
 def test_log_slider_is_log_spaced_and_snaps():
@@ -86,8 +90,13 @@ def test_fast_redraw_reuses_the_layout():
 def test_static_twin_holds_every_frame_and_a_script():
     ex = make()
     html = ex.static_html()
-    data = json.loads(re.search(r'<script type="application/json" class="ssmbook-explorer-data">(.*?)</script>',
-                                html, re.S).group(1))
+    data = json.loads(
+        re.search(
+            r'<script type="application/json" class="ssmbook-explorer-data">(.*?)</script>',
+            html,
+            re.S,
+        ).group(1)
+    )
     assert sorted(data["frames"]) == sorted(f"{i}_{j}" for i in range(3) for j in range(3))
     assert [p["name"] for p in data["params"]] == ["delta", "N"]
     assert len(set(data["frames"].values())) == 9  # every combination draws a different picture
@@ -107,10 +116,13 @@ def test_mimebundle_carries_widget_and_static_twin():
 # ---------------------------------------------------------------- slider arguments
 
 
-@pytest.mark.parametrize("make_slider", [
-    lambda v: log_slider(1e-3, 1.0, n=4, value=v),
-    lambda v: linear_slider(-1.0, 1.0, n=5, value=v),
-])
+@pytest.mark.parametrize(
+    "make_slider",
+    [
+        lambda v: log_slider(1e-3, 1.0, n=4, value=v),
+        lambda v: linear_slider(-1.0, 1.0, n=5, value=v),
+    ],
+)
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 5.0, -5.0])
 def test_sliders_reject_nan_and_out_of_range_values(make_slider, bad):
     with pytest.raises(ValueError, match=r"value must lie in the slider's range \[") as err:
@@ -138,13 +150,16 @@ def test_sliders_snap_values_inside_the_range_and_keep_the_ends():
     assert linear_slider(0.0, 0.3, n=4, value=0.1 + 0.2).value == pytest.approx(0.3)
 
 
-@pytest.mark.parametrize("args, match", [
-    (dict(lo=float("nan"), hi=1.0), "lo must be a finite number"),
-    (dict(lo=0.1, hi=float("inf")), "hi must be a finite number"),
-    (dict(lo=0.1, hi=1.0, n=2.5), "n must be an integer"),
-    (dict(lo=0.1, hi=1.0, n=True), "n must be an integer"),
-    (dict(lo=1.0, hi=1.0), "lo < hi"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (dict(lo=float("nan"), hi=1.0), "lo must be a finite number"),
+        (dict(lo=0.1, hi=float("inf")), "hi must be a finite number"),
+        (dict(lo=0.1, hi=1.0, n=2.5), "n must be an integer"),
+        (dict(lo=0.1, hi=1.0, n=True), "n must be an integer"),
+        (dict(lo=1.0, hi=1.0), "lo < hi"),
+    ],
+)
 def test_slider_ranges_are_checked(args, match):
     for fn in (log_slider, linear_slider):
         with pytest.raises(ValueError, match=match):
@@ -179,8 +194,13 @@ def two_panels(fig, delta, N):
 
 
 def make_two_panels(**kw):
-    return Explorer(two_panels, delta=log_slider(1e-2, 1.0, n=2, value=0.1, description="Δ"),
-                    N=choice_slider([1, 3], value=3), figsize=(8, 3), **kw)
+    return Explorer(
+        two_panels,
+        delta=log_slider(1e-2, 1.0, n=2, value=0.1, description="Δ"),
+        N=choice_slider([1, 3], value=3),
+        figsize=(8, 3),
+        **kw,
+    )
 
 
 def test_frames_are_drawn_at_twice_the_css_size():
@@ -234,8 +254,13 @@ def test_narrow_layout_default_follows_the_width():
 
 
 def explorer_data(html):
-    return json.loads(re.search(r'<script type="application/json" class="ssmbook-explorer-data">(.*?)</script>',
-                                html, re.S).group(1))
+    return json.loads(
+        re.search(
+            r'<script type="application/json" class="ssmbook-explorer-data">(.*?)</script>',
+            html,
+            re.S,
+        ).group(1)
+    )
 
 
 def test_static_twin_carries_both_layouts_with_their_sizes():
@@ -244,14 +269,16 @@ def test_static_twin_carries_both_layouts_with_their_sizes():
     data = explorer_data(html)
     assert data["size"] == [576, 216]
     assert data["narrow"]["size"] == list(ex.css_size["narrow"])
-    assert sorted(data["narrow"]["frames"]) == sorted(data["frames"]) == ["0_0", "0_1", "1_0", "1_1"]
+    assert (
+        sorted(data["narrow"]["frames"]) == sorted(data["frames"]) == ["0_0", "0_1", "1_0", "1_1"]
+    )
     assert set(data["narrow"]["frames"].values()).isdisjoint(data["frames"].values())
     assert data["font_px"] == 7 and data["narrow"]["font_px"] >= 9.5
     assert [p["description"] for p in data["params"]] == ["Δ", "N"]
     img = re.search(r'<img class="ssmbook-explorer-frame"[^>]*>', html).group(0)
     assert 'width="576" height="216"' in img
     assert 'alt="Explorer picture for Δ = 0.01, N = 3"' in img
-    assert "src=\"data:image/png;base64," + data["frames"]["0_1"] + '"' in img
+    assert 'src="data:image/png;base64,' + data["frames"]["0_1"] + '"' in img
 
 
 # ---------------------------------------------------------------- the book's build step
@@ -271,6 +298,9 @@ def site_extension():
 
 def test_build_step_moves_frames_into_files(tmp_path):
     import base64
+    import io
+
+    from PIL import Image
 
     ext = site_extension()
     ex = make_two_panels()
@@ -283,7 +313,16 @@ def test_build_step_moves_frames_into_files(tmp_path):
     for layout_in, layout_out in ((inline, data), (inline["narrow"], data["narrow"])):
         for key, name in layout_out["frames"].items():
             path = tmp_path / "_images" / "explorers" / name
-            assert path.read_bytes() == base64.b64decode(layout_in["frames"][key])
+            assert name.endswith(".webp")
+            with (
+                Image.open(path) as got,
+                Image.open(io.BytesIO(base64.b64decode(layout_in["frames"][key]))) as want,
+            ):
+                # lossless: the same picture, pixel for pixel
+                assert got.size == want.size
+                assert np.array_equal(
+                    np.asarray(got.convert("RGB")), np.asarray(want.convert("RGB"))
+                )
     first = data["frames"]["0_1"]
     assert f'src="../_images/explorers/{first}" loading="lazy"' in out
     assert len(list((tmp_path / "_images" / "explorers").iterdir())) == 8
