@@ -7,6 +7,8 @@ below read those runs.  The numbers come only from the JSON files.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import pathlib
 
@@ -39,6 +41,64 @@ LABELS = {"triton": "Triton kernel (ssmbook)", "official": "official CUDA (mamba
           "torch": "torch path (ssmbook)", "torch_parallel_scan": "torch parallel scan", "oracle": "torch loop oracle"}
 
 
+PASSES = ("fwd", "fwd+bwd")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _check_arguments(fn):
+    """Check the arguments these helpers share, by name, before ``fn`` runs: a clear error that
+    names the argument instead of a KeyError deep inside a table or a plot."""
+    sig = inspect.signature(fn)
+
+    def check(name, v):
+        if name == "run":
+            if not isinstance(v, dict) or "environment" not in v or "selective_scan" not in v:
+                raise TypeError("run must be one benchmark run (a dict with 'environment' and "
+                                f"'selective_scan', from benchmark_results()), got {type(v).__name__}")
+        elif name == "rec":
+            if not isinstance(v, dict) or "results" not in v:
+                raise TypeError(f"rec must be one record of run['selective_scan'], got {type(v).__name__}")
+        elif name in ("impl", "num", "den"):
+            if v not in ORDER:
+                raise ValueError(f"{name} must be one of {ORDER}, got {v!r}")
+        elif name == "impls":
+            if isinstance(v, str) or not all(i in ORDER for i in v) or not len(v):
+                raise ValueError(f"impls must be a non-empty sequence of names from {ORDER}, got {v!r}")
+        elif name == "pass_":
+            if v not in PASSES:
+                raise ValueError(f"pass_ must be one of {PASSES}, got {v!r}")
+        elif name == "dtype":
+            if v is not None and v not in DTYPES:
+                raise ValueError(f"dtype must be None or one of {DTYPES}, got {v!r}")
+        elif name in ("device_only", "graphs"):
+            if not isinstance(v, bool):
+                raise TypeError(f"{name} must be True or False, got {v!r}")
+        elif name == "z":
+            if v is not None and not isinstance(v, bool):
+                raise TypeError(f"z must be None, True or False, got {v!r}")
+        elif name == "N":
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"N must be None or a positive int, got {v!r}")
+        elif name == "shape":
+            if (not isinstance(v, (tuple, list)) or len(v) != 4
+                    or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v)):
+                raise ValueError(f"shape must be (batch, dim, L, N), four positive ints, got {v!r}")
+        elif name == "ax":
+            if not (hasattr(v, "plot") and hasattr(v, "set_xlabel")):
+                raise TypeError(f"ax must be a matplotlib Axes, got {type(v).__name__}")
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        for name, v in bound.arguments.items():
+            check(name, v)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_check_arguments
 def load_results(folder=RESULTS, device_only=True):
     """Every results JSON in ``folder`` (default: the results shipped with the package), GPU runs
     only by default, newest first."""
@@ -56,6 +116,7 @@ def load_results(folder=RESULTS, device_only=True):
     return runs
 
 
+@_check_arguments
 def benchmark_results(device_only=True):
     """The committed GPU benchmark runs of the selective scan (package data), newest first.
 
@@ -66,11 +127,13 @@ def benchmark_results(device_only=True):
     return load_results(RESULTS, device_only=device_only)
 
 
+@_check_arguments
 def label(run):
     e = run["environment"]
     return f"{e['gpu']}, {e['date'][:10]} (torch {e['torch']}, Triton {e['triton']})"
 
 
+@_check_arguments
 def records(run, pass_="fwd", dtype=None, z=None, N=None):
     out = []
     for r in run["selective_scan"]:
@@ -82,10 +145,12 @@ def records(run, pass_="fwd", dtype=None, z=None, N=None):
     return out
 
 
+@_check_arguments
 def median(rec, impl):
     return rec["results"].get(impl, {}).get("median_ms")
 
 
+@_check_arguments
 def ratio_table(run, num="triton", den="official"):
     """Rows (shape, dtype, z, pass, num ms, den ms, num / den) for every record where both were timed."""
     rows = []
@@ -98,6 +163,7 @@ def ratio_table(run, num="triton", den="official"):
     return rows
 
 
+@_check_arguments
 def markdown_ratio_table(run, num="triton", den="official"):
     rows = ratio_table(run, num, den)
     lines = [f"| (B, D, L, N) | dtype | z | pass | {num} ms | {den} ms | {num} / {den} |",
@@ -108,6 +174,7 @@ def markdown_ratio_table(run, num="triton", den="official"):
     return "\n".join(lines)
 
 
+@_check_arguments
 def plot_time_per_token_channel(ax, run, dtype="float32", pass_="fwd"):
     """Time per (batch · L) token and channel, against L, for the N = 16 shapes (log-log)."""
     recs = sorted(records(run, pass_, dtype, z=False, N=16), key=lambda r: r["L"])
@@ -125,6 +192,7 @@ def plot_time_per_token_channel(ax, run, dtype="float32", pass_="fwd"):
     ax.set_title(f"{pass_}, {dtype}, N = 16, no z")
 
 
+@_check_arguments
 def plot_bandwidth(ax, run, impls=("triton", "official"), pass_="fwd"):
     """Effective bandwidth (fewest bytes / time) of each configuration against the copy bandwidth."""
     recs = records(run, pass_, z=False)
@@ -152,6 +220,7 @@ def _plain_log_ticks(ax):
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
+@_check_arguments
 def plot_time_per_token(ax, run, graphs=True):
     t = run["time_per_token"]
     ctx = t["context"]
@@ -169,6 +238,7 @@ def plot_time_per_token(ax, run, graphs=True):
     ax.set_title(f"batch {c['batch']}, d_model {c['d_model']}, {c['n_layer']} layers")
 
 
+@_check_arguments
 def floor_factors(run, shape=(8, 2048, 4096, 16), dtype="float32", pass_="fwd", z=False):
     """For one configuration: {impl: (median ms, median / max(HBM floor, exp floor))}."""
     for r in run["selective_scan"]:
@@ -180,6 +250,7 @@ def floor_factors(run, shape=(8, 2048, 4096, 16), dtype="float32", pass_="fwd", 
     return {}
 
 
+@_check_arguments
 def markdown_summary(run):
     """The measured numbers of one run as markdown (for NOTES.md): machine, ceilings, and the
     Triton / official ratio for every shape, dtype, z and pass, beside both floors."""

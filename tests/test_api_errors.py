@@ -18,10 +18,10 @@ import sympy as sp
 import torch
 
 import ssmbook
-from ssmbook import adjoint, delta, derive, discretize, hmm, mamba, mambaout, rwkv, s4, scan, selective, ssd, ssm
+from ssmbook import adjoint, benchmarks, delta, derive, discretize, hmm, mamba, mambaout, rwkv, s4, scan, selective, ssd, ssm
 
 MODULES = {m.__name__.split(".")[-1]: m for m in
-           (adjoint, delta, derive, discretize, hmm, mamba, mambaout, rwkv, s4, scan, selective, ssd, ssm)}
+           (adjoint, benchmarks, delta, derive, discretize, hmm, mamba, mambaout, rwkv, s4, scan, selective, ssd, ssm)}
 # Modules whose misuse tables live elsewhere: the chapter helpers (notebook, plot), the sliders
 # (tests/test_widgets.py) and the Triton kernels (tests/test_kernels.py).
 ELSEWHERE = {"notebook", "plot", "widgets", "kernels"}
@@ -104,7 +104,48 @@ def _steps(p, q):
     return p + q
 
 
+RUN = benchmarks.benchmark_results()[0]
+REC = RUN["selective_scan"][0]
+
+
+class _NotAxes:
+    pass
+
+
+class _FakeAxes:  # passes the Axes check, so that the case reaches the argument after it
+    def plot(self, *a, **k):
+        raise AssertionError("the bad argument should have been caught before drawing")
+
+    set_xlabel = bar = axhline = plot
+
+
 CASES = {
+    # ---------------------------------------------------------------------------------- benchmarks
+    "benchmarks.benchmark_results": [("device_only not a bool", lambda: benchmarks.benchmark_results(device_only="no"), "device_only")],
+    "benchmarks.load_results": [("missing folder", lambda: benchmarks.load_results("/nonexistent/results"), "folder"),
+                                ("device_only not a bool", lambda: benchmarks.load_results(device_only=1), "device_only")],
+    "benchmarks.label": [("a list for run", lambda: benchmarks.label([RUN]), "run")],
+    "benchmarks.records": [("unknown pass", lambda: benchmarks.records(RUN, "bwd"), "pass_"),
+                           ("unknown dtype", lambda: benchmarks.records(RUN, "fwd", "fp8"), "dtype"),
+                           ("N = 0", lambda: benchmarks.records(RUN, "fwd", N=0), "N"),
+                           ("z not a bool", lambda: benchmarks.records(RUN, "fwd", z="yes"), "z"),
+                           ("a record for run", lambda: benchmarks.records(REC), "run")],
+    "benchmarks.median": [("unknown implementation", lambda: benchmarks.median(REC, "cuda"), "impl"),
+                          ("a run for rec", lambda: benchmarks.median(RUN, "triton"), "rec")],
+    "benchmarks.ratio_table": [("unknown num", lambda: benchmarks.ratio_table(RUN, "fast"), "num"),
+                               ("unknown den", lambda: benchmarks.ratio_table(RUN, "triton", "cuda"), "den")],
+    "benchmarks.markdown_ratio_table": [("unknown den", lambda: benchmarks.markdown_ratio_table(RUN, den="x"), "den"),
+                                        ("None for run", lambda: benchmarks.markdown_ratio_table(None), "run")],
+    "benchmarks.markdown_summary": [("a string for run", lambda: benchmarks.markdown_summary("run.json"), "run")],
+    "benchmarks.floor_factors": [("three numbers for shape", lambda: benchmarks.floor_factors(RUN, shape=(8, 2048, 4096)), "shape"),
+                                 ("unknown dtype", lambda: benchmarks.floor_factors(RUN, dtype="half"), "dtype"),
+                                 ("unknown pass", lambda: benchmarks.floor_factors(RUN, pass_="bwd"), "pass_")],
+    "benchmarks.plot_bandwidth": [("not an Axes", lambda: benchmarks.plot_bandwidth(_NotAxes(), RUN), "ax"),
+                                  ("a string for impls", lambda: benchmarks.plot_bandwidth(_FakeAxes(), RUN, impls="triton"), "impls")],
+    "benchmarks.plot_time_per_token": [("not an Axes", lambda: benchmarks.plot_time_per_token(None, RUN), "ax"),
+                                       ("graphs not a bool", lambda: benchmarks.plot_time_per_token(_FakeAxes(), RUN, graphs=1), "graphs")],
+    "benchmarks.plot_time_per_token_channel": [("unknown dtype", lambda: benchmarks.plot_time_per_token_channel(_FakeAxes(), RUN, dtype="int8"), "dtype"),
+                                               ("unknown pass", lambda: benchmarks.plot_time_per_token_channel(_FakeAxes(), RUN, pass_="bwd"), "pass_")],
     # ---------------------------------------------------------------------------------- derive
     "derive.example_matrix": [("unknown kind", lambda: derive.example_matrix("triangular"), "kind")],
     "derive.ode_solution": [("non-square A", lambda: derive.ode_solution(sp.Matrix([[1, 2, 3]])), "A"),
