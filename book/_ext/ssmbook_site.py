@@ -55,9 +55,9 @@ def _save(outdir: Path, b64: str, cache: dict) -> str:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         with Image.open(io.BytesIO(raw)) as im:
-            im.convert("RGBA" if "transparency" in im.info or im.mode == "RGBA" else "RGB").save(
-                path, "WEBP", lossless=True, method=4
-            )
+            im.convert(
+                "RGBA" if "transparency" in im.info or im.mode == "RGBA" else "RGB"
+            ).save(path, "WEBP", lossless=True, method=4)
     cache[b64] = name
     return name
 
