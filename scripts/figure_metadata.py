@@ -83,6 +83,12 @@ FIGURES = {
          "staying near two thirds."),
     ],
     "04_s4": [
+        ("c4deep1", "random position: depth helps", "fig-ch4-deep",
+         "Training accuracy on the random-position task: the one-layer LTI model stays near "
+         "chance, the two-layer model learns the task.",
+         "Line plot of moving-average training accuracy against the training step for one and two "
+         "S4D layers, with a dotted chance line. The one-layer curve stays low near chance; the "
+         "two-layer curve climbs to almost 1."),
         ("c008", "reversed kernel", "fig-ch4-causal-conv",
          "A causal convolution step by step: for t = 1, 4, 7 the reversed kernel slides under the "
          "zero-padded input and y_t is the sum of the products.",
@@ -137,10 +143,10 @@ FIGURES = {
          "official kernels sit far below the torch implementations."),
         # this cell also displays a Markdown table, which myst-nb would put in the same figure and
         # caption: alt text only (caption None)
-        ("c034", "report.plot_bandwidth(ax1", "fig-ch6-bandwidth", None,
+        ("c034", "benchmarks.plot_bandwidth(ax1", "fig-ch6-bandwidth", None,
          "Two panels of achieved memory bandwidth against the problem size for the fused "
          "kernels, forward pass on the left and forward plus backward on the right."),
-        ("c036", "report.plot_time_per_token(ax, run)", "fig-ch6-decode",
+        ("c036", "benchmarks.plot_time_per_token(ax, run)", "fig-ch6-decode",
          "Time to generate one token against the context length: the Mamba step stays flat while "
          "attention with a KV cache grows with the context.",
          "Plot of milliseconds per generated token against the context length: the Mamba curves "
@@ -183,6 +189,34 @@ FIGURES = {
          "Two panels of validation loss in nats per character, against training step on the left "
          "and against seconds on the right, one line per model, with the loss of a uniform guess "
          "as a dotted line."),
+    ],
+    "09_ssd": [
+        ("c020", "diagonal blocks by matmul", "fig-ch9-blocks",
+         "The magnitude of the SSD matrix M for one head: lower-triangular, decaying away from the "
+         "diagonal; the boxes are the diagonal blocks the chunked algorithm computes by matmul.",
+         "Heat map of |M| over output time t and source time s, 48 by 48. Only the lower triangle "
+         "is lit, brightest on the diagonal and fading below it; four square boxes mark the "
+         "12-by-12 diagonal blocks."),
+        ("c026", "milliseconds on this machine (log scale)", "fig-ch9-time-split",
+         "Where the time of the chunked SSD goes on this machine, step by step, beside the "
+         "quadratic form and the step-by-step recurrence.",
+         "Horizontal bar chart on a log scale of milliseconds for the four chunked steps (diagonal "
+         "blocks, chunk states, state passing, off-diagonal blocks), the quadratic form and the "
+         "float64 loop; the diagonal blocks dominate the chunked steps and the quadratic form is "
+         "slowest."),
+        ("c036", "selective copying, equal state size", "fig-ch9-experiment",
+         "Training loss on selective copying for Mamba and Mamba-2 with the same state size per "
+         "layer; the legend gives each model's test accuracy.",
+         "Line plot of the 10-step mean training loss against the training step for Mamba and "
+         "Mamba-2, with a dotted line at the loss of guessing; both curves fall, Mamba's further."),
+    ],
+    "10_delta": [
+        ("c025", "recall with overwrites, state 512 per layer", "fig-ch10-recall",
+         "Associative recall with overwritten keys at equal state size: training accuracy of "
+         "linear attention, Mamba, DeltaNet and Gated DeltaNet; the legend gives test accuracy.",
+         "Line plot of the 20-step mean training accuracy against the training step for four "
+         "models, with a dotted chance line. The delta-rule models climb towards 1; linear "
+         "attention and Mamba stay low."),
     ],
 }
 

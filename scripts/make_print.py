@@ -189,6 +189,31 @@ def teacher_copy(entry: str) -> pathlib.Path:
     return TEACHER / "pages" / (entry + ".html")
 
 
+def drop_divs(text: str, cls: str) -> tuple[str, int]:
+    """``text`` without every ``<div>`` whose class list holds ``cls`` (nested divs included).
+
+    The page is cut as text, not re-serialised, so everything else stays byte for byte as
+    Sphinx wrote it."""
+    opening = re.compile(r'<div\b[^>]*\bclass="([^"]*)"[^>]*>')
+    tags = re.compile(r"<div\b|</div>")
+    out, pos, removed = [], 0, 0
+    for m in opening.finditer(text):
+        if m.start() < pos or cls not in m.group(1).split():
+            continue
+        depth = 0
+        for t in tags.finditer(text, m.start()):
+            depth += 1 if t.group() == "<div" else -1
+            if depth == 0:
+                break
+        else:
+            raise SystemExit(f"unbalanced <div class={m.group(1)!r}> in a built page")
+        out.append(text[pos:m.start()])
+        pos = t.end()
+        removed += 1
+    out.append(text[pos:])
+    return "".join(out), removed
+
+
 def student_site() -> int:
     """Take the solutions out of the published site's pages (the site is the students' edition).
 
@@ -205,12 +230,9 @@ def student_site() -> int:
         keep = teacher_copy(entry)
         keep.parent.mkdir(parents=True, exist_ok=True)
         keep.write_text(text, encoding="utf-8")
-        soup = BeautifulSoup(text, "html.parser")
-        for sol in soup.select("div.solution"):
-            sol.decompose()
-            removed += 1
-        soup.head.append(BeautifulSoup(STUDENT_MARK, "html.parser"))
-        page.write_text(str(soup), encoding="utf-8")
+        text, n = drop_divs(text, "solution")
+        removed += n
+        page.write_text(text.replace("<head>", "<head>\n" + STUDENT_MARK, 1), encoding="utf-8")
     return removed
 
 

@@ -21,7 +21,7 @@ def test_page_exists_for_every_toc_entry(entry):
 @pytest.mark.parametrize("entry", CHAPTERS)
 def test_chapter_has_figures(entry):
     text = built_page(entry).read_text(encoding="utf-8")
-    figures = re.findall(r'<img[^>]+src="(?:\.\./_images/[^"]+\.(?:png|svg)|data:image/png;base64,)', text)
+    figures = re.findall(r'<img[^>]+src="(?:\.\./_images/[^"]+\.(?:png|svg|webp)|data:image/png;base64,)', text)
     assert len(figures) >= 2, f"{entry}: expected executed figures in the page, found {len(figures)}"
     for src in re.findall(r'<img[^>]+src="(\.\./_images/[^"]+)"', text):
         assert (HTML / "book" / src).resolve().exists(), f"{entry}: missing image {src}"
