@@ -263,7 +263,7 @@ class Slide:
 
 # Rough heights (px at the deck's font size) used to split a long cell over several slides; the
 # browser test measures the real ones.
-SLIDE_BUDGET = 600
+SLIDE_BUDGET = 520
 LINE_PX, CHARS_PER_LINE = 36, 80
 
 
