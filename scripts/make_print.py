@@ -252,6 +252,8 @@ def page_body(entry: str, anchors: dict, with_solutions: bool, soup: BeautifulSo
             el.decompose()
     # paths relative to the site root, links to other pages become links inside this one
     for el in art.find_all(["img", "a", "link", "source"]):
+        if el.find_parent("div", class_="ssmbook-print-explorer") is not None:
+            continue  # explorer_grid already wrote these relative to the site root
         for attr in ("src", "href"):
             v = el.get(attr)
             if not v or re.match(r"^(?:[a-z]+:|#|data:)", v):
