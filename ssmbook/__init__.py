@@ -10,4 +10,4 @@ serve the chapters; ``benchmarks`` reads the committed GPU results (package data
 __version__ = "0.1.0"
 
 from .benchmarks import benchmark_results  # noqa: E402,F401
-from .notebook import setup, show, source  # noqa: E402,F401
+from .notebook import sections, setup, show, source  # noqa: E402,F401

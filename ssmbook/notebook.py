@@ -107,19 +107,52 @@ def source(obj) -> str:
         raise ValueError(f"cannot find the source of {obj!r}: {exc}") from None
 
 
-def show(obj, lines: tuple[int, int] | None = None):
+def sections(obj) -> list[tuple[str, str]]:
+    """Split the source of ``obj`` at its ``# --- title ---`` comment lines.
+
+    Returns ``(title, code)`` pairs in order; the code before the first marker is titled
+    ``"signature"``.  Joining the codes gives back the whole source, so a chapter can show a long
+    kernel one section at a time, straight from the package.
+    """
+    parts, title, lines = [], "signature", []
+    for line in source(obj).splitlines(keepends=True):
+        stripped = line.strip()
+        if stripped.startswith("# ---") and stripped.strip("# -"):
+            if lines:
+                parts.append((title, "".join(lines)))
+            title, lines = stripped.strip("# -").strip(), []
+        lines.append(line)
+    parts.append((title, "".join(lines)))
+    return parts
+
+
+def show(obj, section: str | None = None, lines: tuple[int, int] | None = None):
     """Display library code in a notebook (the book shows code from the package, never a copy).
 
-    ``lines=(first, last)`` shows only that slice (1-based, inclusive) of the source.
-    Returns an IPython Markdown object (displayed when it is a cell's last expression).
+    This is the one way a chapter shows code.  ``obj`` is a function, class, method, module or
+    ``@triton.jit`` kernel.  ``section="title"`` shows only the part of the source under the comment
+    line ``# --- title ---`` (see :func:`sections`); ``lines=(first, last)`` shows only that slice
+    (1-based, inclusive) of the source.  Returns an IPython Markdown object (displayed when it is a
+    cell's last expression).
     """
     from IPython.display import Markdown
 
-    src = source(obj)
+    if section is not None and lines is not None:
+        raise ValueError("give show() either section= or lines=, not both")
+    if section is not None:
+        found = dict(sections(obj))
+        if section not in found:
+            raise ValueError(f"section must be one of {list(found)}, got {section!r}")
+        import textwrap
+
+        src = textwrap.dedent(found[section]).rstrip("\n")
+    else:
+        src = source(obj)
     if lines is not None:
+        if (not isinstance(lines, tuple) or len(lines) != 2
+                or not all(isinstance(v, int) for v in lines) or not 1 <= lines[0] <= lines[1]):
+            raise ValueError(f"lines must be (first, last) with 1 <= first <= last, got {lines!r}")
         first, last = lines
-        if not (1 <= first <= last):
-            raise ValueError(f"lines must be (first, last) with 1 <= first <= last, got {lines}")
         src = "\n".join(src.splitlines()[first - 1:last])
     fence = "````" if "```" in src else "```"
     return Markdown(f"{fence}python\n{src}\n{fence}")
