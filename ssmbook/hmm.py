@@ -33,9 +33,11 @@ __all__ = [
     "brute_force_likelihood",
     "brute_force_posterior",
     "brute_force_viterbi",
+    "combine_scaled",
     "dishonest_casino",
     "log_matmul",
     "prefix_products",
+    "tree_scan",
 ]
 
 PROB_ATOL = 1e-8
@@ -109,9 +111,30 @@ def _normalize(mats: np.ndarray, logs: np.ndarray):
     return mats, logs
 
 
-def _combine(later, earlier):
-    """The scan operator: (Y, s) o (X, r) = normalize(Y @ X, s + r)  ("later after earlier")."""
-    (y, s), (x, r) = later, earlier
+def _scaled_pair(pair, name: str):
+    """``pair`` as ``(mats, logs)``: numpy arrays of shapes ``(..., N, N)`` and ``(...)`` (shapes only)."""
+    if not (isinstance(pair, tuple) and len(pair) == 2
+            and all(isinstance(v, np.ndarray) for v in pair)):
+        raise TypeError(f"{name} must be a pair (mats, logs) of numpy arrays, got {type(pair).__name__}")
+    mats, logs = pair
+    if mats.ndim < 2 or mats.shape[-1] != mats.shape[-2] or logs.shape != mats.shape[:-2]:
+        raise ValueError(f"{name} must be (mats, logs) with shapes (..., N, N) and (...), "
+                         f"got {mats.shape} and {logs.shape}")
+    return mats, logs
+
+
+def combine_scaled(later, earlier):
+    """The scan operator on scaled matrices: ``(Y, s) o (X, r) = normalize(Y @ X, s + r)``.
+
+    Each argument is a pair ``(mats, logs)`` of batches ``(..., N, N)`` and ``(...)`` standing for
+    ``exp(logs) * mats`` with ``max(mats) == 1``; ``later`` is applied after ``earlier``.  The result
+    represents the exact product ``exp(s + r) * Y @ X`` in the same form, so the operator inherits
+    the associativity of matrix multiplication.
+    """
+    (y, s), (x, r) = _scaled_pair(later, "later"), _scaled_pair(earlier, "earlier")
+    if y.shape[:-2] != x.shape[:-2] or y.shape[-1] != x.shape[-2]:
+        raise ValueError(f"later and earlier must hold batches of matrices that multiply, "
+                         f"got {y.shape} and {x.shape}")
     return _normalize(y @ x, s + r)
 
 
@@ -138,7 +161,7 @@ def prefix_products(mats: np.ndarray, logs: np.ndarray | None = None):
     if logs.shape != mats.shape[:1]:
         raise ValueError(f"logs must have shape ({mats.shape[0]},), got shape {logs.shape}")
     mats, logs = _normalize(mats, logs)
-    return _scan(mats, logs)
+    return tree_scan(mats, logs)
 
 
 def _normalize_log(logmats: np.ndarray, logs: np.ndarray):
@@ -155,14 +178,28 @@ def _combine_log(later, earlier):
     return _normalize_log(_log_matmul(y, x), s + r)
 
 
-def _scan(mats, logs, combine=_combine):
+def tree_scan(mats, logs, combine=combine_scaled):
+    """Inclusive prefix products of ``(mats, logs)`` (already normalised) by the pairwise tree.
+
+    ``combine(later, earlier)`` is the operator (:func:`combine_scaled`, or its log-space twin);
+    :func:`prefix_products` checks and normalises its input and then calls this; here only the
+    shapes are checked, ``mats`` ``(T, N, N)`` and ``logs`` ``(T,)``, so each level stays cheap.
+    """
+    if not isinstance(mats, np.ndarray) or mats.ndim != 3 or mats.shape[0] < 1 or mats.shape[1] != mats.shape[2]:
+        raise ValueError(f"mats must be a numpy array of shape (T, N, N) with T >= 1, "
+                         f"got {_checks.describe(mats)}")
+    if not isinstance(logs, np.ndarray) or logs.shape != mats.shape[:1]:
+        raise ValueError(f"logs must be a numpy array of shape ({mats.shape[0]},), got {_checks.describe(logs)}")
+    if not callable(combine):
+        raise TypeError(f"combine must be callable (later, earlier) -> (mats, logs), got {type(combine).__name__}")
+    # --- the tree ---
     T = mats.shape[0]
     if T == 1:
         return mats, logs
     half = T // 2
     # pair products: Q_k = M_{2k+1} M_{2k}
     q, ql = combine((mats[1:2 * half:2], logs[1:2 * half:2]), (mats[0:2 * half:2], logs[0:2 * half:2]))
-    rq, rql = _scan(q, ql, combine)  # rq[k] = prefix product up to index 2k+1
+    rq, rql = tree_scan(q, ql, combine)  # rq[k] = prefix product up to index 2k+1
     out = np.empty_like(mats)
     out_l = np.empty_like(logs)
     out[1:2 * half:2], out_l[1:2 * half:2] = rq, rql
@@ -456,7 +493,7 @@ class HMM:
             # largest one (a scaled product, max entry 1, would round them to 0 after a few
             # hundred near-deterministic steps).
             log_M = _log(self.transition_matrices(obs))
-            lP, lscale = _scan(*_normalize_log(log_M, np.zeros(T - 1)), _combine_log)
+            lP, lscale = tree_scan(*_normalize_log(log_M, np.zeros(T - 1)), _combine_log)
             la = _logsumexp(lP + _log(alpha[0])[None, None, :], axis=2) + lscale[:, None]  # (T-1, N)
             ls = _logsumexp(la, axis=1)
             ok = np.isfinite(ls)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 
 import numpy as np
 
@@ -93,6 +94,39 @@ def setup(seed: int = 0, device: str | None = None, quiet: bool = False):
     if not quiet:
         print(f"ssmbook {__version__} · torch {torch.__version__} · {describe_device(dev)} · seed {seed}")
     return dev
+
+
+def timed(fn, repeat: int = 3, stat: str = "min"):
+    """Call ``fn()`` ``repeat`` times; return ``(seconds, result)``.
+
+    ``seconds`` is the fastest wall-clock time (``stat="min"``: the least disturbed by other work on
+    the machine) or the median one (``stat="median"``); ``result`` is what the last call returned,
+    so a chapter can time a computation and check its output in one go.  The calls run in the
+    caller's thread with no device synchronisation: time CPU work, or synchronise inside ``fn``.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable with no arguments, got {type(fn).__name__}")
+    if isinstance(repeat, bool) or not isinstance(repeat, (int, np.integer)) or repeat < 1:
+        raise ValueError(f"repeat must be a positive int, got {repeat!r}")
+    if stat not in ("min", "median"):
+        raise ValueError(f"stat must be 'min' or 'median', got {stat!r}")
+    times, result = [], None
+    for _ in range(int(repeat)):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    seconds = min(times) if stat == "min" else float(np.median(times))
+    return seconds, result
+
+
+def best_time(fn, repeat: int = 3) -> float:
+    """The fastest wall-clock time, in seconds, of ``repeat`` calls of ``fn()`` (see :func:`timed`)."""
+    return timed(fn, repeat)[0]
+
+
+def median_time(fn, repeat: int = 3) -> float:
+    """The median wall-clock time, in seconds, of ``repeat`` calls of ``fn()`` (see :func:`timed`)."""
+    return timed(fn, repeat, stat="median")[0]
 
 
 def source(obj) -> str:

@@ -11,9 +11,11 @@ from ssmbook.hmm import (
     brute_force_likelihood,
     brute_force_posterior,
     brute_force_viterbi,
+    combine_scaled,
     dishonest_casino,
     log_matmul,
     prefix_products,
+    tree_scan,
 )
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -203,6 +205,35 @@ def test_prefix_products_match_sequential_loop(T, N):
     got = np.where(np.isfinite(logs)[:, None, None], P * np.exp(np.where(np.isfinite(logs), logs, 0))[:, None, None], 0.0)
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-300)
     assert np.allclose(P.max(axis=(1, 2))[np.isfinite(logs)], 1.0)
+
+
+def test_combine_scaled_is_the_exact_product_and_associative():
+    rng = np.random.default_rng(11)
+    X, Y, Z = (rng.random((4, 3, 3)) for _ in range(3))
+    r, s, t = (rng.normal(size=4) for _ in range(3))
+    P, p = combine_scaled((Y, s), (X, r))
+    np.testing.assert_allclose(np.exp(p)[:, None, None] * P,
+                               np.exp(s + r)[:, None, None] * (Y @ X), rtol=1e-13)
+    np.testing.assert_allclose(P.max(axis=(1, 2)), 1.0, rtol=1e-15)
+    left = combine_scaled(combine_scaled((Z, t), (Y, s)), (X, r))
+    right = combine_scaled((Z, t), combine_scaled((Y, s), (X, r)))
+    np.testing.assert_allclose(left[0], right[0], rtol=1e-13)
+    np.testing.assert_allclose(left[1], right[1], rtol=1e-13)
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 7, 16])
+def test_tree_scan_matches_folding_combine_scaled(T):
+    rng = np.random.default_rng(T)
+    mats = rng.random((T, 2, 2))
+    mats /= mats.max(axis=(1, 2), keepdims=True)
+    logs = rng.normal(size=T)
+    P, lp = tree_scan(mats, logs)
+    acc = (mats[:1], logs[:1])
+    for k in range(T):
+        if k:
+            acc = combine_scaled((mats[k:k + 1], logs[k:k + 1]), acc)
+        np.testing.assert_allclose(P[k], acc[0][0], rtol=1e-12)
+        np.testing.assert_allclose(lp[k], acc[1][0], rtol=1e-12, atol=1e-12)
 
 
 @SETTINGS

@@ -111,3 +111,23 @@ def test_code_cells_are_formatted_by_ruff():
     r = subprocess.run([sys.executable, "-m", "ruff", "format", "--check", "book"],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, f"run `ruff format book`:\n{r.stdout}{r.stderr}"
+
+
+SHOWING_CODE_ANOTHER_WAY = re.compile(
+    r"inspect\.getsource|print\(\s*source\(|from ssmbook\.notebook import[^\n]*\bsource\b|source_sections")
+PRIVATE_NAME = re.compile(r"\b\w+\._[a-z]\w*|\bimport\s+_[a-z]\w*|\bimport\s*\([^)]*\b_[a-z]\w*")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapters_show_code_with_show_and_use_public_names(path):
+    """A chapter shows library code one way, ``ssmbook.show(obj)`` / ``show(obj, section=...)``,
+    and calls only public names of the package (no ``module._private``)."""
+    nb = nbformat.read(path, as_version=4)
+    bad = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for pattern, what in ((SHOWING_CODE_ANOTHER_WAY, "shows code without show()"),
+                              (PRIVATE_NAME, "uses a private name")):
+            bad += [f"cell {cell.get('id')}: {what}: {m.group(0)!r}" for m in pattern.finditer(cell.source)]
+    assert not bad, f"{path.name}:\n" + "\n".join(bad)
