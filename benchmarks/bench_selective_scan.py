@@ -125,7 +125,7 @@ def model_ms(cell, impl, pass_):
     return t * (8 if pass_ == "fwd+bwd" else 1)
 
 
-def estimate_seconds(grid, compile_s=2.0, oracle_ms_per_step=0.4):
+def estimate_seconds(grid, compile_s=3.0, oracle_ms_per_step=0.4):
     """Wall time of a grid on an H200 by :func:`model_ms`: per measurement ``do_bench``'s five
     estimating runs, warm-up and timed runs (each at least one run), a third more for the L2 clears
     and host overhead; per cell one checking fwd+bwd per implementation, the oracle on its subsample
