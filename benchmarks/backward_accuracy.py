@@ -18,11 +18,11 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import common  # noqa: E402
+import common
 
 common.ensure_importable()
-from ssmbook.kernels.selective_scan import KernelConfig, selective_scan_triton  # noqa: E402
-from ssmbook.selective import random_inputs, selective_scan_ref  # noqa: E402
+from ssmbook.kernels.selective_scan import KernelConfig, selective_scan_triton
+from ssmbook.selective import random_inputs, selective_scan_ref
 
 GRADS = common.GRAD_NAMES
 

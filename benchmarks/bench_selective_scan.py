@@ -38,11 +38,11 @@ import torch.nn.functional as F
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import common  # noqa: E402
+import common
 
 common.ensure_importable()
-from ssmbook import scan as S  # noqa: E402
-from ssmbook.selective import selective_scan, selective_scan_ref  # noqa: E402
+from ssmbook import scan as S
+from ssmbook.selective import selective_scan, selective_scan_ref
 
 IMPLS = ("triton", "official", "torch", "torch_parallel_scan", "oracle")
 PASSES = ("fwd", "fwd+bwd")
@@ -295,7 +295,7 @@ def run_cell(i, cell, grid, impls, device, bw, exp_rate, mem_limit, checked):
                                                "against the float64 oracle")
             if name in ("triton", "official") and "official" in impls and "triton" in impls:
                 full[name] = common.outputs_and_grads(fn, kw, dout)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
             for p in grid["passes"]:
                 skip[(name, p)] = msg
@@ -317,7 +317,7 @@ def run_cell(i, cell, grid, impls, device, bw, exp_rate, mem_limit, checked):
             try:
                 ms = time_cell(fn, kw, dout, device, pass_, grid["timing"])
                 rec["results"][name] = {"median_ms": ms, "GBps_effective": rec["bytes_min"] / (ms * 1e-3) / 1e9}
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 rec["results"][name] = {"skipped": f"{type(e).__name__}: {e}"[:300]}
                 if "out of memory" in str(e).lower():
                     torch.cuda.empty_cache()
@@ -377,7 +377,7 @@ def main(argv=None):
         try:
             exp_meas = common.exp_throughput()
             exp_rate = exp_meas["per_s"]
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             exp_meas = {"skipped": f"{type(e).__name__}: {e}"}
             exp_rate = env["sm_count"] * common.MUFU_PER_CLOCK_PER_SM * (env.get("sm_clock_max_MHz") or 1980) * 1e6
     print(f"copy bandwidth {bw['GBps']:.0f} GB/s; exp rate {exp_rate}", flush=True)
@@ -414,7 +414,7 @@ def main(argv=None):
             break
         try:
             records, agree = run_cell(i, cell, grid, impls, device, bw["GBps"], exp_rate, mem_limit, checked)
-        except Exception:  # noqa: BLE001  (a broken cell is recorded; the others still run)
+        except Exception:
             result.setdefault("failed_cells", []).append(dict(cell, index=i, error=traceback.format_exc()[-2000:]))
             print(traceback.format_exc(), flush=True)
             continue

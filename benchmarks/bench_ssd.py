@@ -13,10 +13,10 @@ import sys
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import common  # noqa: E402
+import common
 
 common.ensure_importable()
-from ssmbook import ssd as S  # noqa: E402
+from ssmbook import ssd as S
 
 
 def median_ms(fn):

@@ -226,7 +226,7 @@ def environment(device):
         import triton
 
         env["triton"] = triton.__version__
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         env["triton"] = f"unavailable: {e}"
     if str(device).startswith("cuda"):
         p = torch.cuda.get_device_properties(0)
@@ -238,7 +238,7 @@ def environment(device):
                                 "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=30)
             drv, clk, clk_now = [s.strip() for s in q.stdout.strip().splitlines()[0].split(",")]
             env.update(driver=drv, sm_clock_max_MHz=float(clk), sm_clock_idle_MHz=float(clk_now))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             env.update(driver=f"unknown ({e})", sm_clock_max_MHz=None)
     else:
         env["gpu"] = "cpu"
@@ -264,5 +264,5 @@ def load_official(so=None, parts=None, src=OFFICIAL_SRC):
         if so is None or not pathlib.Path(so).exists():
             return None, "no built extension given"
         return official.load_selective_scan_fn(pathlib.Path(so), pathlib.Path(src)), None
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return None, f"could not load: {type(e).__name__}: {e}"

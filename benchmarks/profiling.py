@@ -21,7 +21,7 @@ import torch
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import common  # noqa: E402
+import common
 
 KERNEL_NAMES = ("recurrent_fwd_kernel", "recurrent_bwd_kernel", "chunk_fwd_kernel", "chunk_bwd_kernel")
 

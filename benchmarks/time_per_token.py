@@ -1,5 +1,7 @@
-"""Time per generated token: a tiny Mamba LM in recurrent step mode against a tiny attention LM with a
-KV cache, over the context length (the last experiment of ``bench_selective_scan.py``)."""
+"""Time per generated token: a tiny Mamba LM (recurrent steps) against a tiny attention LM with a KV cache.
+
+Timed over the context length; ``bench_selective_scan.py`` runs it when a grid has ``time_per_token``.
+"""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -111,7 +113,7 @@ def bench_time_per_token(contexts, device, log, batch, d_model, n_layer, vocab=1
                 try:
                     gm = bench_ms(cuda_graphed(lambda: mamba.step(tok, st)), device)
                     ga = bench_ms(cuda_graphed(lambda: attn.step(tok, cache, T)), device)
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:
                     out["graph_error"] = f"{type(e).__name__}: {e}"[:300]
             out["mamba_graph_ms"].append(gm)
             out["attention_graph_ms"].append(ga)

@@ -11,15 +11,15 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import bench_selective_scan as bench  # noqa: E402
-import common  # noqa: E402
-import official  # noqa: E402
-import report  # noqa: E402
-import time_per_token  # noqa: E402
-import tune  # noqa: E402
+import bench_selective_scan as bench
+import common
+import official
+import report
+import time_per_token
+import tune
 
-from ssmbook import benchmarks as book_benchmarks  # noqa: E402
-from ssmbook.selective import selective_scan, selective_scan_ref  # noqa: E402
+from ssmbook import benchmarks as book_benchmarks
+from ssmbook.selective import selective_scan, selective_scan_ref
 
 GRIDS = ROOT / "benchmarks" / "grids"
 KERNEL_CONFIG_FIELDS = {"forward", "loop_block_d", "unroll", "fwd_warps", "bwd_warps", "backward",
@@ -42,7 +42,7 @@ def test_mamba_grid_spans_the_ranges_and_fits_five_minutes():
     grid = bench.load_grid("mamba")
     cells = grid["cells"]
     assert 24 <= len(cells) <= 40
-    get = lambda k: {c[k] for c in cells}  # noqa: E731
+    get = lambda k: {c[k] for c in cells}
     assert min(get("batch")) == 1 and max(get("batch")) == 32
     assert min(get("dim")) == 768 and max(get("dim")) == 5120
     assert min(get("L")) == 256 and max(get("L")) == 16384
@@ -366,5 +366,5 @@ def test_device_script_is_valid_bash_and_writes_few_files():
     subprocess.run(["bash", "-n", str(script)], check=True)
     text = script.read_text()
     for name in ("mamba", "sweep_L", "sweep_batch"):
-        assert f"$OUT/results/" in text and (name in text)
+        assert "$OUT/results/" in text and (name in text)
     assert "official.py build" in text and "report.py" in text
