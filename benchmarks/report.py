@@ -98,7 +98,7 @@ def fmt(x, spec=".3f"):
 
 def grid_markdown(run):
     e = run["environment"]
-    lines = [f"### {run['grid']['name']}: {e['gpu']}, torch {e['torch']}, Triton {e['triton']}, {e['date']}", "",
+    lines = [f"### {run.get('grid', {}).get('name', 'run')}: {e['gpu']}, torch {e['torch']}, Triton {e['triton']}, {e['date']}", "",
              "| batch | dim | L | N | dtype | z | Triton fwd ms | official fwd ms | fwd ratio | Triton fwd+bwd ms "
              "| official fwd+bwd ms | fwd+bwd ratio | worst entry err vs official | vs oracle |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -146,7 +146,7 @@ def sweep_markdown(run):
 
 
 def markdown(run):
-    return sweep_markdown(run) if run["grid"].get("sweep") else grid_markdown(run)
+    return sweep_markdown(run) if run.get("grid", {}).get("sweep") else grid_markdown(run)
 
 
 def main(argv=None):
