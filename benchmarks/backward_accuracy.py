@@ -10,16 +10,21 @@ max_i |g_i − r_i| / (|r_i| + floor · max_j |r_j|), with floor = 1e-6, for bot
 """
 import argparse
 import os
+import pathlib
+import sys
 
 import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import common
 
-from ssmbook import kernels  # noqa: E402
-from ssmbook.selective import random_inputs, selective_scan_ref  # noqa: E402
+common.ensure_importable()
+from ssmbook.kernels.selective_scan import KernelConfig, selective_scan_triton
+from ssmbook.selective import random_inputs, selective_scan_ref
 
-GRADS = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+GRADS = common.GRAD_NAMES
 
 
 def inputs(batch, dim, L, N, regime, seed, device):
@@ -31,12 +36,6 @@ def inputs(batch, dim, L, N, regime, seed, device):
     else:                       # softplus(−6 + randn) ≈ 0.003: exp(δA) ≈ 1
         kw["delta"] = (-6.0 + torch.randn(batch, dim, L, generator=g)).to(device)
     return kw
-
-
-def per_entry_error(g, ref, floor):
-    g, ref = g.double().cpu(), ref.double().cpu()
-    scale = ref.abs() + floor * ref.abs().max()
-    return ((g - ref).abs() / scale).max().item()
 
 
 def main():
@@ -56,18 +55,12 @@ def main():
     print(f"shape {tuple(args.shape)}, regime {args.regime}, seed {args.seed}, device {device}")
     print("per-entry error max_i |g_i − r_i| / (|r_i| + floor · max|r|)")
     print("backward  floor  " + "  ".join(f"{n:>10}" for n in GRADS))
-    cfg = kernels.selective_scan.CONFIG
     for backward in ("chunked", "loop"):
-        saved = cfg["backward"]
-        cfg["backward"] = backward
-        try:
-            leaves = {n: kw[n].detach().clone().requires_grad_(True) for n in GRADS}
-            out = kernels.selective_scan_triton(**{**kw, **leaves})
-            grads = torch.autograd.grad(out, list(leaves.values()), gout.float().to(device))
-        finally:
-            cfg["backward"] = saved
+        leaves = {n: kw[n].detach().clone().requires_grad_(True) for n in GRADS}
+        out = selective_scan_triton(**{**kw, **leaves}, config=KernelConfig(backward=backward))
+        grads = torch.autograd.grad(out, list(leaves.values()), gout.float().to(device))
         for floor in (0.0, 1e-6):
-            errs = [per_entry_error(g, ref[n], floor) for n, g in zip(GRADS, grads)]
+            errs = [common.entry_err(g, ref[n], floor) for n, g in zip(GRADS, grads)]
             print(f"{backward:8}  {floor:5.0e}  " + "  ".join(f"{e:10.2e}" for e in errs), flush=True)
 
 

@@ -1,265 +1,157 @@
-"""Benchmark the selective scan (chapter 6): Triton kernel, official CUDA kernel, torch paths.
+"""Benchmark the selective scan on a grid of shapes read from JSON: Triton, official CUDA, torch paths, oracle.
 
-    # on an H100 (the official extension built by benchmarks/official.py, carried as .so parts):
-    python benchmarks/bench_selective_scan.py --size full --official-parts .device/so
-    # anywhere, in seconds (what tests/test_benchmarks.py runs, so that the script cannot rot):
-    python benchmarks/bench_selective_scan.py --size tiny --out /tmp/cpu.json
+    # on the GPU machine (the official extension built by benchmarks/official.py):
+    python benchmarks/bench_selective_scan.py --grid mamba --official-so /tmp/ext --out $OUT/mamba.json
+    # anywhere, in seconds (what tests/test_bench_scripts.py runs):
+    python benchmarks/bench_selective_scan.py --grid tiny --device cpu --impls torch,oracle --out /tmp/t.json
 
-What it measures, for every shape (batch, dim, L, N), dtype and with/without z, forward and
-forward+backward:
+A grid (``benchmarks/grids/<name>.json``, schema in :func:`load_grid`) lists cells (batch, dim, L, N,
+dtype, z); every cell is timed forward and forward+backward for each implementation:
 
-* ``triton``: ``ssmbook.selective.selective_scan(backend="triton")`` (kernels/);
+* ``triton``: ``selective_scan_triton`` of ``kernels/`` with the library's default KernelConfig;
 * ``official``: mamba_ssm's ``selective_scan_fn`` (its CUDA extension, built for sm_90 from the sdist);
-* ``torch``: ``selective_scan(backend="torch")``, the torch path (all steps discretised at once, then a
-  short fused loop over time);
-* ``torch_parallel_scan``: ``ssmbook.scan.linear_recurrence`` on the expanded (batch, dim, N, L) problem
-  (skipped where its intermediates would not fit in memory);
-* ``oracle``: ``selective_scan_ref``, the loop over time (one step per iteration).
+* ``torch``: ``selective_scan(backend="torch")``; ``torch_parallel_scan``: ``ssmbook.scan.linear_recurrence``
+  on the expanded (batch, dim, N, L) problem (skipped where it would not fit); ``oracle``: the loop.
 
-Every implementation is first compared with the float64 oracle (on a slice of channels, over the full
-length; the channels are independent) and its error recorded; a failing one is not timed. Times are
-medians of device-event timings after a warm-up, with the L2 cache flushed before each run, on fresh
-random inputs (Mamba's ranges, never zeros).  Beside them: the measured device-to-device copy bandwidth,
-the HBM floor (the fewest bytes that must move / that bandwidth) and the exp-unit floor
-(B·D·L·N exponentials / the rate of the special-function units): the assumptions are written into the
-JSON.  Finally the time per generated token of a tiny Mamba LM (recurrent step mode) and a tiny
-attention LM with a KV cache, against the context length.
+Agreement, per cell: the largest per-entry relative error (:func:`common.entry_err`) of the output
+and of every gradient, Triton against the official kernel on the full cell, and every implementation
+against the float64 oracle on a subsample of cells (batch element 0, the first few channels, the full
+length: the gradient of the output is zero elsewhere, so the kernels' gradients on the full cell must
+equal the oracle's on the slice).  An implementation that misses the norm-wise tolerance there is not
+timed.  Times are medians of ``triton.testing.do_bench`` (L2 cleared before each run) on fresh random
+inputs; beside them the HBM floor and the exp floor (``common.py``).  The JSON is written after every
+cell, so a run cut short keeps what it measured; ``report.py`` prints its tables.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import json
 import math
-import os
 import pathlib
-import platform
-import re
-import statistics
-import subprocess
 import sys
 import time
 import traceback
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
+import common
+
+common.ensure_importable()
+from ssmbook import scan as S
+from ssmbook.selective import selective_scan, selective_scan_ref
+
+IMPLS = ("triton", "official", "torch", "torch_parallel_scan", "oracle")
+PASSES = ("fwd", "fwd+bwd")
+GRIDS = HERE / "grids"
+AGREEMENT = ("largest per-entry relative error |o - r| / (|r| + 1e-3 max|r|) of the output and every "
+             "gradient: triton against official on the full cell; each implementation against the float64 "
+             "oracle on batch element 0 and the first oracle.channels channels of the oracle-checked cells, "
+             "with the output's gradient zero outside that slice")
+CELL_KEYS = {"batch": int, "dim": int, "L": int, "N": int, "dtype": str, "z": bool}
 
 
+# --- the grid ---
+def load_grid(path_or_name):
+    """Read and check a grid file; a bare name means ``benchmarks/grids/<name>.json``.
 
-def ensure_kernels_importable():
-    """``kernels/`` is installed as ``ssmbook.kernels`` by ``pip install -e .``; on a machine where the
-    repository is only on ``sys.path`` (the GPU machine), register the folder under that name."""
-    import importlib.util
-
-    import ssmbook
-
-    if importlib.util.find_spec("ssmbook.kernels") is not None:
-        return
-    folder = HERE.parent / "kernels"
-    spec = importlib.util.spec_from_file_location("ssmbook.kernels", folder / "__init__.py",
-                                                  submodule_search_locations=[str(folder)])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["ssmbook.kernels"] = mod
-    ssmbook.kernels = mod
-    spec.loader.exec_module(mod)
-
-
-import official  # noqa: E402  (benchmarks/official.py)
-from ssmbook import scan as S  # noqa: E402
-from ssmbook.selective import selective_scan, selective_scan_ref  # noqa: E402
-from ssmbook.benchmarks import RESULTS  # noqa: E402  (the package data chapter 6 reads)
-
-SIZES = {
-    # (batch, dim, L, N)
-    "full": [(8, 2048, 1024, 16), (8, 2048, 4096, 16), (2, 2048, 16384, 16), (8, 2048, 4096, 64)],
-    "small": [(4, 1024, 1024, 16), (4, 1024, 4096, 16)],
-    "tiny": [(1, 8, 1, 4), (2, 8, 37, 5)],
-}
-TOKEN_CONTEXTS = {
-    "full": [128, 512, 2048, 8192, 32768],
-    "small": [128, 1024, 8192],
-    "tiny": [4, 16],
-}
-# Special-function (MUFU) results per clock per SM for compute capability 9.0 (the CUDA C++
-# Programming Guide's throughput table: 16 for exp2/log2/sin/cos/rsqrt on cc 8.x and 9.0).
-MUFU_PER_CLOCK_PER_SM = 16
-
-TOL = {torch.float32: 1e-3, torch.bfloat16: 3e-2, torch.float16: 1e-2}
-
-
-# --------------------------------------------------------------------------------------------------
-# Environment
-# --------------------------------------------------------------------------------------------------
-def environment(device):
-    env = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "device": device,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "host_cpu": platform.processor() or platform.machine(),
-    }
-    try:
-        import triton
-
-        env["triton"] = triton.__version__
-    except Exception as e:  # pragma: no cover
-        env["triton"] = f"unavailable: {e}"
-    if device == "cuda":
-        p = torch.cuda.get_device_properties(0)
-        env.update(gpu=p.name, sm_count=p.multi_processor_count, cuda=torch.version.cuda,
-                   gpu_memory_GiB=round(p.total_memory / 2**30, 1),
-                   l2_bytes=getattr(p, "L2_cache_size", None), capability=f"{p.major}.{p.minor}")
-        try:
-            q = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,clocks.sm",
-                                "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=30)
-            drv, clk, clk_now = [s.strip() for s in q.stdout.strip().splitlines()[0].split(",")]
-            env.update(driver=drv, sm_clock_max_MHz=float(clk), sm_clock_idle_MHz=float(clk_now))
-        except Exception as e:  # pragma: no cover
-            env.update(driver=f"unknown ({e})", sm_clock_max_MHz=None)
-    else:
-        env["gpu"] = "cpu"
-    return env
-
-
-def slug(name):
-    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
-
-
-# --------------------------------------------------------------------------------------------------
-# Timing
-# --------------------------------------------------------------------------------------------------
-class Timer:
-    """Median of device-event timings (host clock on a CPU), warm-up first, L2 flushed before each run."""
-
-    def __init__(self, device, budget_s=0.4, max_reps=50, min_reps=3):
-        self.device = device
-        self.budget_s, self.max_reps, self.min_reps = budget_s, max_reps, min_reps
-        self.flush = None
-        if device == "cuda":
-            l2 = torch.cuda.get_device_properties(0).L2_cache_size or 50 * 2**20
-            self.flush = torch.empty(2 * l2 // 4, dtype=torch.int32, device="cuda")
-
-    def _one(self, fn):
-        if self.device == "cuda":
-            self.flush.zero_()
-            start = torch.cuda.Event(enable_timing=True)
-            end = torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end)
-        t0 = time.perf_counter()
-        fn()
-        return (time.perf_counter() - t0) * 1e3
-
-    def __call__(self, fn):
-        t0 = time.perf_counter()
-        fn()  # warm-up: compilation, autotuning, allocator
-        if self.device == "cuda":
-            torch.cuda.synchronize()
-        if time.perf_counter() - t0 > 5 * self.budget_s:  # very slow (the loop oracle): one timed run
-            t = self._one(fn)
-            return {"median_ms": t, "min_ms": t, "max_ms": t, "n": 1}
-        first = self._one(fn)
-        if first > 1e3 * self.budget_s * 4:  # very slow (the loop oracle at long L): one more run only
-            times = [first, self._one(fn)]
-        else:
-            n = int(min(self.max_reps, max(self.min_reps, self.budget_s * 1e3 / max(first, 1e-3))))
-            times = [self._one(fn) for _ in range(n)]
-        return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
-                "n": len(times)}
-
-
-def copy_bandwidth(device, timer):
-    """Device-to-device copy of a large buffer: (bytes read + bytes written) / median time."""
-    n = (1 << 30) if device == "cuda" else (1 << 24)
-    src = torch.randn(n // 4, device=device)
-    dst = torch.empty_like(src)
-    r = timer(lambda: dst.copy_(src))
-    torch.testing.assert_close(dst, src)
-    moved = 2 * n
-    del src, dst
-    return {"bytes_moved": moved, "GBps": moved / (r["median_ms"] * 1e-3) / 1e9, **r}
-
-
-def exp_throughput(timer):
-    """Measured exponentials per second: a Triton kernel that does nothing but chained exp2 in registers
-    (one multiply-add and one ex2 per step, so the special-function units are the bottleneck)."""
-    import triton
-    import triton.language as tl
-
-    @triton.jit
-    def _exp_chain(x_ptr, STEPS: tl.constexpr, BLOCK: tl.constexpr):
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        x = tl.load(x_ptr + offs)
-        for _ in range(STEPS):
-            x = tl.exp2(x * -0.5 - 1.0)      # stays in (0.25, 0.5]: no overflow, no denormals
-        tl.store(x_ptr + offs, x)
-
-    block, steps = 1024, 1024
-    n = block * torch.cuda.get_device_properties(0).multi_processor_count * 64
-    x = torch.rand(n, device="cuda")
-    r = timer(lambda: _exp_chain[(n // block,)](x, STEPS=steps, BLOCK=block))
-    assert bool(torch.isfinite(x).all()) and float(x.min()) > 0.2
-    exps = n * steps
-    return {"exps": exps, "per_s": exps / (r["median_ms"] * 1e-3), **r}
-
-
-# --------------------------------------------------------------------------------------------------
-# The problem and its floors
-# --------------------------------------------------------------------------------------------------
-def min_bytes(batch, dim, L, N, dtype, with_z, backward):
-    """Fewest bytes that must cross HBM: every input read once, every output written once.
-
-    Forward: u, delta (and z) (batch·dim·L each), B, C (batch·N·L each) read, out written; A, D,
-    delta_bias are negligible.  Forward+backward adds: dout, u, delta, (z), B, C read again and
-    du, ddelta, (dz), dB, dC written (the states are recomputed on chip, not stored: a floor).
+    Keys: ``name``; ``cells``, a non-empty list of {batch, dim, L, N: positive ints, dtype: float32 /
+    bfloat16 / float16, z: bool}; optional ``impls`` (subset of IMPLS, default triton and official),
+    ``passes`` (subset of PASSES, default both), ``delta_softplus`` (bool, default true), ``sweep``
+    ("L" or "batch": the axis along which report.py looks for cliffs; the other sizes must then be
+    equal in every cell), ``oracle`` ({every, max_L, channels}: which cells are checked against the
+    float64 oracle), ``timing`` ({warmup_ms, rep_ms}) and ``time_per_token`` ({contexts, batch,
+    d_model, n_layer}).
     """
-    e = torch.empty((), dtype=dtype).element_size()
-    per_seq = batch * dim * L * e
-    bc = batch * N * L * e
-    fwd = per_seq * (2 + with_z) + 2 * bc + per_seq
-    if not backward:
-        return fwd
-    bwd = per_seq * (1 + 2 + with_z) + 2 * bc + per_seq * (2 + with_z) + 2 * bc
-    return fwd + bwd
+    p = pathlib.Path(path_or_name)
+    if not p.exists() and not p.suffix:
+        p = GRIDS / f"{path_or_name}.json"
+    if not p.exists():
+        raise FileNotFoundError(f"grid {path_or_name!r}: no file {p}")
+    grid = json.loads(p.read_text())
+    grid.setdefault("impls", ["triton", "official"])
+    grid.setdefault("passes", list(PASSES))
+    grid.setdefault("delta_softplus", True)
+    grid.setdefault("oracle", {"every": 1, "max_L": 4096, "channels": 4})
+    grid.setdefault("timing", {"warmup_ms": 25, "rep_ms": 100})
+    if not isinstance(grid.get("name"), str):
+        raise ValueError(f"{p}: 'name' must be a string")
+    if not isinstance(grid.get("cells"), list) or not grid["cells"]:
+        raise ValueError(f"{p}: 'cells' must be a non-empty list")
+    for i, cell in enumerate(grid["cells"]):
+        if set(cell) != set(CELL_KEYS):
+            raise ValueError(f"{p}: cell {i} must have exactly the keys {sorted(CELL_KEYS)}, got {sorted(cell)}")
+        for k, t in CELL_KEYS.items():
+            if type(cell[k]) is not t or (t is int and cell[k] < 1):
+                raise ValueError(f"{p}: cell {i}: {k} must be a {'positive int' if t is int else t.__name__}, "
+                                 f"got {cell[k]!r}")
+        if cell["dtype"] not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"{p}: cell {i}: dtype must be float32, bfloat16 or float16, got {cell['dtype']!r}")
+    bad = [x for x in grid["impls"] if x not in IMPLS] + [x for x in grid["passes"] if x not in PASSES]
+    if bad:
+        raise ValueError(f"{p}: unknown implementations or passes {bad} (known: {IMPLS}, {PASSES})")
+    if grid.get("sweep") is not None:
+        axis = grid["sweep"]
+        if axis not in ("L", "batch"):
+            raise ValueError(f"{p}: 'sweep' must be 'L' or 'batch', got {axis!r}")
+        fixed = {tuple((k, v) for k, v in c.items() if k != axis) for c in grid["cells"]}
+        if len(fixed) != 1:
+            raise ValueError(f"{p}: a sweep over {axis} must keep every other size fixed")
+    o = grid["oracle"]
+    if not (isinstance(o, dict) and all(isinstance(o.get(k), int) and o[k] >= 1
+                                        for k in ("every", "max_L", "channels"))):
+        raise ValueError(f"{p}: 'oracle' must be {{every, max_L, channels}} of positive ints, got {o!r}")
+    grid["path"] = str(p)
+    return grid
 
 
-def exp_count(batch, dim, L, N, backward):
-    """exp(δ A) for every (b, d, t, n); the backward pass recomputes them (its floor counts them once more)."""
-    return batch * dim * L * N * (2 if backward else 1)
+def oracle_cells(grid):
+    """Indices of the cells checked against the float64 oracle: every ``every``-th with L <= max_L."""
+    o = grid["oracle"]
+    short = [i for i, c in enumerate(grid["cells"]) if c["L"] <= o["max_L"]]
+    return set(short[::o["every"]])
 
 
-def make_inputs(batch, dim, L, N, dtype, with_z, device, seed):
-    return official.random_problem(batch, dim, L, N, dtype, with_z, device, seed=seed)
+#: ms per run at batch·dim·L = 8·2048·4096 as (N = 16, N = 64): the H100 times of chapter 6's
+#: committed run (ssmbook/data/benchmarks/) divided by 1.4, the H200's larger memory bandwidth.
+MODEL_MS = {("triton", "fwd"): (1.0, 1.9), ("triton", "fwd+bwd"): (5.1, 23.6),
+            ("official", "fwd"): (1.65, 6.0), ("official", "fwd+bwd"): (5.6, 21.0)}
+#: The torch paths and the oracle as multiples of the Triton time (rough: they are far slower).
+SLOWER = {"torch": 20, "torch_parallel_scan": 60, "oracle": 3000}
 
 
-GRAD_NAMES = ["u", "delta", "A", "B", "C", "D", "delta_bias"]
+def model_ms(cell, impl, pass_):
+    """Rough H200 time of one run: MODEL_MS scaled by batch·dim·L (at least 0.02 ms, a launch)."""
+    e = cell["batch"] * cell["dim"] * cell["L"] / (8 * 2048 * 4096)
+    base = MODEL_MS[("official" if impl == "official" else "triton", pass_)][0 if cell["N"] <= 16 else 1]
+    return max(0.02, e * base) * SLOWER.get(impl, 1)
 
 
-def _slice_channels(kw, dsel):
-    """The problem restricted to batch element 0 and channels dsel (channels are independent)."""
-    out = dict(kw)
-    for k in ("u", "delta", "z"):
-        if kw.get(k) is not None:
-            out[k] = kw[k][:1, dsel]
-    for k in ("B", "C"):
-        out[k] = kw[k][:1]
-    for k in ("A", "D", "delta_bias"):
-        out[k] = kw[k][dsel]
-    return out
+def estimate_seconds(grid, compile_s=3.0, oracle_ms_per_step=0.4):
+    """Wall time of a grid on an H200 by :func:`model_ms`: per measurement ``do_bench``'s five
+    estimating runs, warm-up and timed runs (each at least one run), a third more for the L2 clears
+    and host overhead; per cell one checking fwd+bwd per implementation, the oracle on its subsample
+    (``oracle_ms_per_step`` per time step, forward+backward on the host), and ``compile_s`` of
+    Triton compilation (new specialisations as L and the strides change)."""
+    warm, rep = grid["timing"]["warmup_ms"], grid["timing"]["rep_ms"]
+    checked = oracle_cells(grid)
+    total = 0.0
+    for i, cell in enumerate(grid["cells"]):
+        total += compile_s if "triton" in grid["impls"] else 0.2
+        if i in checked:
+            total += cell["L"] * oracle_ms_per_step / 1e3
+        for impl in grid["impls"]:
+            for pass_ in grid["passes"]:
+                t = model_ms(cell, impl, pass_)
+                total += 1.33 * (5 * t + max(warm, t) + max(rep, t)) / 1e3 + 0.05
+            total += model_ms(cell, impl, "fwd+bwd") / 1e3
+    return total
 
 
-# --------------------------------------------------------------------------------------------------
-# Implementations
-# --------------------------------------------------------------------------------------------------
+# --- implementations ---
 def torch_parallel_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     """The selective scan as ssmbook.scan.linear_recurrence on the expanded (batch, dim, N, L) problem."""
     cdt = torch.float32 if u.dtype != torch.float64 else torch.float64
@@ -297,383 +189,250 @@ def peak_bytes(name, batch, dim, L, N, backward):
 
 
 def implementations(device, official_fn, want):
+    """name -> callable with ``selective_scan_fn``'s keyword arguments, for the names in ``want``."""
     impls = {}
-    if "triton" in want:
-        impls["triton"] = functools.partial(selective_scan, backend="triton")
-    if "official" in want:
-        impls["official"] = official_fn
-    if "torch" in want:
-        impls["torch"] = functools.partial(selective_scan, backend="torch")
-    if "torch_parallel_scan" in want:
-        impls["torch_parallel_scan"] = torch_parallel_scan
-    if "oracle" in want:
-        impls["oracle"] = selective_scan_ref
+    for name in want:
+        if name == "triton":
+            from ssmbook.kernels.selective_scan import selective_scan_triton
+
+            impls[name] = selective_scan_triton
+        elif name == "official":
+            impls[name] = official_fn
+        elif name == "torch":
+            impls[name] = functools.partial(selective_scan, backend="torch")
+        elif name == "torch_parallel_scan":
+            impls[name] = torch_parallel_scan
+        elif name == "oracle":
+            impls[name] = selective_scan_ref
     return impls
 
 
-def rel_err(out, ref):
-    return official.rel_err(out, ref)
+# --- agreement ---
+def slice_problem(kw, ch):
+    """Batch element 0 and the first ``ch`` channels, in float64 on the host."""
+    out = {}
+    for k, v in kw.items():
+        if not isinstance(v, torch.Tensor):
+            out[k] = v
+        elif k in ("u", "delta", "z"):
+            out[k] = v[:1, :ch].double().cpu()
+        elif k in ("B", "C"):
+            out[k] = v[:1].double().cpu()
+        else:
+            out[k] = v[:ch].double().cpu()
+    return out
 
 
-def check_forward(fn, kw, ref_slice, dsel):
-    """Relative error of fn's output on the checked channel slice against the float64 oracle."""
-    out = fn(**kw)
-    if out.shape != kw["u"].shape or out.dtype != kw["u"].dtype:
-        raise AssertionError(f"output has shape {tuple(out.shape)} {out.dtype}, expected "
-                             f"{tuple(kw['u'].shape)} {kw['u'].dtype}")
-    return rel_err(out[:1, dsel], ref_slice)
+def on_slice(name, t, ch):
+    """The part of a full-cell output or gradient that the sliced oracle problem computes."""
+    if name in ("out", "u", "delta", "z"):
+        return t[:1, :ch]
+    if name in ("B", "C"):
+        return t[:1]
+    return t[:ch]
 
 
-def grad_check(fn, device, dtype):
-    """Gradients of fn against autograd through the float64 oracle, on a small awkward problem."""
-    kw = make_inputs(2, 12, 77, 5, dtype, True, device, seed=11)
-    x = {k: (v.detach().clone().requires_grad_(k in GRAD_NAMES) if isinstance(v, torch.Tensor) else v)
-         for k, v in kw.items()}
-    x64 = {k: (v.detach().double().cpu().requires_grad_(k in GRAD_NAMES) if isinstance(v, torch.Tensor)
-               else v) for k, v in kw.items()}
-    out = fn(**x)
-    ref = selective_scan_ref(**x64)
-    dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    g = torch.autograd.grad(out, [x[k] for k in GRAD_NAMES], dout.to(out.device, out.dtype))
-    g64 = torch.autograd.grad(ref, [x64[k] for k in GRAD_NAMES], dout)
-    return max(rel_err(a, b) for a, b in zip(g, g64))
+def errors(out, grads, ref_out, ref_grads, view=lambda name, t: t):
+    """Per-entry and norm-wise errors of the output and every gradient against a reference."""
+    pairs = [("out", out, ref_out)] + [(k, grads[k], ref_grads[k]) for k in grads]
+    per = {("out" if k == "out" else "d" + k): common.entry_err(view(k, a), b) for k, a, b in pairs}
+    norm = {("out" if k == "out" else "d" + k): common.rel_err(view(k, a), b) for k, a, b in pairs}
+    return {"entry": per, "worst_entry": max(per.values()), "norm": norm,
+            "worst_norm_grad": max(v for k, v in norm.items() if k != "out"), "out_norm": norm["out"]}
 
 
-# --------------------------------------------------------------------------------------------------
-# Selective-scan benchmark
-# --------------------------------------------------------------------------------------------------
-def bench_scan(shapes, dtypes, device, timer, impls, bandwidth, exp_rate, log, mem_limit, check_channels,
-               oracle_bwd_max_L=1024, records=None, save=None):
-    records = [] if records is None else records
-    grad_ok = {}
+def oracle_reference(kw, dout, ch):
+    """Output and gradients of the float64 loop oracle on the slice, for a gradient of the output
+    that is ``dout`` on the slice and zero elsewhere (returned as the full-cell ``dout_masked``)."""
+    small = slice_problem(kw, ch)
+    d = dout[:1, :ch].double().cpu()
+    out, grads = common.outputs_and_grads(selective_scan_ref, small, d)
+    masked = torch.zeros_like(dout)
+    masked[:1, :ch] = dout[:1, :ch]
+    return out, grads, masked
+
+
+# --- one cell ---
+def time_cell(fn, kw, dout, device, pass_, timing):
+    if pass_ == "fwd":
+        return common.bench_ms(lambda: fn(**kw), device, timing["warmup_ms"], timing["rep_ms"])
+    leaves = common.leaves_of(kw)
+    kw2, lv = {**kw, **leaves}, list(leaves.values())
+
+    def fwd_bwd():
+        out = fn(**kw2)
+        torch.autograd.grad(out, lv, dout)
+
+    return common.bench_ms(fwd_bwd, device, timing["warmup_ms"], timing["rep_ms"])
+
+
+def run_cell(i, cell, grid, impls, device, bw, exp_rate, mem_limit, checked):
+    """Check and time one cell: (records, one per pass; the cell's agreement entry)."""
+    dtype = common.dtype_of(cell["dtype"])
+    b, d, L, N = cell["batch"], cell["dim"], cell["L"], cell["N"]
+    kw = common.make_inputs(b, d, L, N, dtype, cell["z"], device, seed=i + 1)
+    kw["delta_softplus"] = grid["delta_softplus"]
+    dout = torch.randn(kw["u"].shape, generator=torch.Generator(device=device).manual_seed(10_000 + i),
+                       device=device).to(dtype)
+    agree = dict(cell, index=i)
+    ch = min(d, grid["oracle"]["channels"])
+    ref = oracle_reference(kw, dout, ch) if i in checked else None
+    skip, full = {}, {}
     for name, fn in impls.items():
-        for dtype in dtypes:
+        for pass_ in grid["passes"]:
+            need = peak_bytes(name, b, d, L, N, pass_ == "fwd+bwd")
+            if name == "oracle" and pass_ == "fwd+bwd" and L > 1024:
+                skip[(name, pass_)] = "loop oracle forward+backward timed up to L = 1024 only"
+            elif mem_limit is not None and need > mem_limit:
+                skip[(name, pass_)] = f"needs ~{need / 2**30:.0f} GiB of intermediates"
+        if all((name, p) in skip for p in grid["passes"]) or name == "oracle":
+            continue
+        try:
+            if ref is not None:
+                out, grads = common.outputs_and_grads(fn, kw, ref[2])
+                e = errors(out, grads, ref[0], ref[1], view=lambda k, t: on_slice(k, t, ch))
+                agree[f"{name}_vs_oracle"] = e
+                tol = common.TOL[dtype]
+                if not e["out_norm"] < tol:
+                    skip[(name, "fwd")] = f"relative error {e['out_norm']:.2e} >= {tol:g} against the float64 oracle"
+                if not e["worst_norm_grad"] < tol:
+                    skip[(name, "fwd+bwd")] = (f"gradient relative error {e['worst_norm_grad']:.2e} >= {tol:g} "
+                                               "against the float64 oracle")
+            if name in ("triton", "official") and "official" in impls and "triton" in impls:
+                full[name] = common.outputs_and_grads(fn, kw, dout)
+        except Exception as e:
+            msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+            for p in grid["passes"]:
+                skip[(name, p)] = msg
+            if "out of memory" in msg.lower():
+                torch.cuda.empty_cache()
+    if len(full) == 2:
+        agree["triton_vs_official"] = errors(*full["triton"], *full["official"])
+    del full
+    records = []
+    for pass_ in grid["passes"]:
+        backward = pass_ == "fwd+bwd"
+        hbm, ex = common.floors_ms(b, d, L, N, dtype, cell["z"], backward, bw, exp_rate)
+        rec = dict(cell, pass_=pass_, bytes_min=common.min_bytes(b, d, L, N, dtype, cell["z"], backward),
+                   exps=common.exp_count(b, d, L, N, backward), hbm_floor_ms=hbm, exp_floor_ms=ex, results={})
+        for name, fn in impls.items():
+            if (name, pass_) in skip:
+                rec["results"][name] = {"skipped": skip[(name, pass_)]}
+                continue
             try:
-                err = grad_check(fn, device, dtype)
-                grad_ok[(name, dtype)] = (err < TOL[dtype], err)
-            except Exception as e:  # noqa: BLE001
-                grad_ok[(name, dtype)] = (False, f"{type(e).__name__}: {e}")
-            log(f"gradient check {name} {dtype}: {grad_ok[(name, dtype)]}")
-
-    seed = 0
-    for (batch, dim, L, N) in shapes:
-        for dtype in dtypes:
-            for with_z in (False, True):
-                seed += 1
-                kw = make_inputs(batch, dim, L, N, dtype, with_z, device, seed)
-                dsel = slice(0, min(dim, check_channels))
-                ref = selective_scan_ref(**{k: (v.double() if isinstance(v, torch.Tensor) else v)
-                                            for k, v in _slice_channels(kw, dsel).items()})
-                for backward in (False, True):
-                    rec = dict(batch=batch, dim=dim, L=L, N=N, dtype=str(dtype).replace("torch.", ""),
-                               z=with_z, pass_="fwd+bwd" if backward else "fwd")
-                    rec["bytes_min"] = min_bytes(batch, dim, L, N, dtype, with_z, backward)
-                    rec["exps"] = exp_count(batch, dim, L, N, backward)
-                    rec["hbm_floor_ms"] = rec["bytes_min"] / (bandwidth * 1e9) * 1e3
-                    rec["exp_floor_ms"] = rec["exps"] / exp_rate * 1e3 if exp_rate else None
-                    rec["results"] = {}
-                    for name, fn in impls.items():
-                        res = {}
-                        need = peak_bytes(name, batch, dim, L, N, backward)
-                        if name == "oracle" and backward and L > oracle_bwd_max_L:
-                            res["skipped"] = (f"loop oracle forward+backward timed up to L = {oracle_bwd_max_L} "
-                                              "only (seconds per run beyond)")
-                        elif mem_limit is not None and need > mem_limit:
-                            res["skipped"] = (f"needs ~{need / 2**30:.0f} GiB of intermediates "
-                                              f"(> {mem_limit / 2**30:.0f} GiB allowed)")
-                        elif backward and not grad_ok[(name, dtype)][0]:
-                            res["skipped"] = f"gradient check failed: {grad_ok[(name, dtype)][1]}"
-                        else:
-                            try:
-                                if not backward:
-                                    res["rel_err"] = check_forward(fn, kw, ref, dsel)
-                                    if not res["rel_err"] < TOL[dtype]:
-                                        raise AssertionError(f"relative error {res['rel_err']:.2e} "
-                                                             f">= {TOL[dtype]:g} against the float64 oracle")
-                                    res.update(timer(lambda: fn(**kw)))
-                                else:
-                                    prev = rec_prev["results"].get(name, {})
-                                    if "median_ms" not in prev:
-                                        raise AssertionError("forward was not timed: "
-                                                             + prev.get("skipped", "unknown"))
-                                    res["grad_rel_err_small"] = grad_ok[(name, dtype)][1]
-                                    xg = {k: (v.detach().requires_grad_(k in GRAD_NAMES)
-                                              if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
-                                    dout = torch.randn_like(kw["u"])
-                                    leaves = [xg[k] for k in GRAD_NAMES]
-
-                                    def fwd_bwd():
-                                        out = fn(**xg)
-                                        torch.autograd.grad(out, leaves, dout, allow_unused=True)
-
-                                    res.update(timer(fwd_bwd))
-                            except Exception as e:  # noqa: BLE001
-                                msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                                res = {"skipped": msg[:300]}
-                                if "out of memory" in msg.lower() and device == "cuda":
-                                    torch.cuda.empty_cache()
-                        if "median_ms" in res:
-                            res["GBps_effective"] = rec["bytes_min"] / (res["median_ms"] * 1e-3) / 1e9
-                        rec["results"][name] = res
-                    rec_prev = rec
-                    records.append(rec)
-                    log(summary_line(rec))
-                    if save is not None:
-                        save()
-                del kw
-                if device == "cuda":
+                ms = time_cell(fn, kw, dout, device, pass_, grid["timing"])
+                rec["results"][name] = {"median_ms": ms, "GBps_effective": rec["bytes_min"] / (ms * 1e-3) / 1e9}
+            except Exception as e:
+                rec["results"][name] = {"skipped": f"{type(e).__name__}: {e}"[:300]}
+                if "out of memory" in str(e).lower():
                     torch.cuda.empty_cache()
-    return records
+        r = rec["results"]
+        if "median_ms" in r.get("triton", {}) and "median_ms" in r.get("official", {}):
+            rec["ratio"] = r["triton"]["median_ms"] / r["official"]["median_ms"]
+        records.append(rec)
+    return records, agree
 
 
 def summary_line(rec):
     parts = [f"{rec['batch']}x{rec['dim']}x{rec['L']}x{rec['N']} {rec['dtype']:8s} z={int(rec['z'])} "
-             f"{rec['pass_']:7s} floors hbm {rec['hbm_floor_ms']:.3f} exp "
-             f"{(rec['exp_floor_ms'] or 0):.3f} |"]
+             f"{rec['pass_']:7s} floors hbm {rec['hbm_floor_ms']:.3f} exp {(rec['exp_floor_ms'] or 0):.3f} |"]
     for name, r in rec["results"].items():
         parts.append(f"{name} {r['median_ms']:.3f}" if "median_ms" in r else f"{name} -")
+    if "ratio" in rec:
+        parts.append(f"| triton/official {rec['ratio']:.2f}")
     return " ".join(parts)
 
 
-# --------------------------------------------------------------------------------------------------
-# Time per token: Mamba step mode vs attention with a KV cache
-# --------------------------------------------------------------------------------------------------
-class TinyAttentionLM(nn.Module):
-    """A pre-norm decoder (attention + MLP of width 2·d_model per layer, tied head, no positional
-    encoding: irrelevant to the cost being measured).  ``step`` decodes one token with a KV cache."""
-
-    def __init__(self, vocab_size, d_model, n_layer, n_head):
-        super().__init__()
-        self.d_model, self.n_layer, self.n_head = d_model, n_layer, n_head
-        self.hd = d_model // n_head
-        self.embedding = nn.Embedding(vocab_size, d_model)
-        self.norm1 = nn.ModuleList([nn.RMSNorm(d_model) for _ in range(n_layer)])
-        self.norm2 = nn.ModuleList([nn.RMSNorm(d_model) for _ in range(n_layer)])
-        self.qkv = nn.ModuleList([nn.Linear(d_model, 3 * d_model, bias=False) for _ in range(n_layer)])
-        self.proj = nn.ModuleList([nn.Linear(d_model, d_model, bias=False) for _ in range(n_layer)])
-        self.mlp = nn.ModuleList([nn.Sequential(nn.Linear(d_model, 2 * d_model, bias=False), nn.GELU(),
-                                                nn.Linear(2 * d_model, d_model, bias=False))
-                                  for _ in range(n_layer)])
-        self.norm_f = nn.RMSNorm(d_model)
-        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
-        self.lm_head.weight = self.embedding.weight
-
-    def _heads(self, x):  # (b, T, d) -> (b, H, T, hd)
-        return x.view(x.shape[0], x.shape[1], self.n_head, self.hd).transpose(1, 2)
-
-    def forward(self, tokens):
-        x = self.embedding(tokens)
-        for i in range(self.n_layer):
-            q, k, v = self.qkv[i](self.norm1[i](x)).chunk(3, dim=-1)
-            a = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v), is_causal=True)
-            x = x + self.proj[i](a.transpose(1, 2).reshape(x.shape))
-            x = x + self.mlp[i](self.norm2[i](x))
-        return self.lm_head(self.norm_f(x))
-
-    def allocate_cache(self, batch, max_len, device, dtype):
-        return torch.zeros(self.n_layer, 2, batch, self.n_head, max_len, self.hd, device=device, dtype=dtype)
-
-    def step(self, token_t, cache, pos):
-        """token_t (b,) at position ``pos``; writes its keys/values into cache[..., pos, :]."""
-        x = self.embedding(token_t)[:, None, :]
-        for i in range(self.n_layer):
-            q, k, v = self.qkv[i](self.norm1[i](x)).chunk(3, dim=-1)
-            cache[i, 0, :, :, pos] = self._heads(k)[:, :, 0]
-            cache[i, 1, :, :, pos] = self._heads(v)[:, :, 0]
-            a = F.scaled_dot_product_attention(self._heads(q), cache[i, 0, :, :, :pos + 1],
-                                               cache[i, 1, :, :, :pos + 1])
-            x = x + self.proj[i](a.transpose(1, 2).reshape(x.shape))
-            x = x + self.mlp[i](self.norm2[i](x))
-        return self.lm_head(self.norm_f(x))[:, 0]
-
-
-def cuda_graphed(fn):
-    """Capture fn (one decoding step, static inputs) in a CUDA graph; return its replay."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph.replay
-
-
-def bench_time_per_token(contexts, device, timer, log, batch, d_model, n_layer, vocab=1024, n_head=4):
-    from ssmbook.mamba import MambaLM
-
-    torch.manual_seed(0)
-    mamba = MambaLM(vocab, d_model, n_layer, d_state=16, backend="torch").to(device).eval()
-    attn = TinyAttentionLM(vocab, d_model, n_layer, n_head).to(device).eval()
-    # Correctness first: step-by-step decoding equals the full forward pass, for both models.
-    toks = torch.randint(0, vocab, (2, 9), device=device)
-    with torch.no_grad():
-        full_m, full_a = mamba(toks), attn(toks)
-        st = mamba.allocate_state(2)
-        cache = attn.allocate_cache(2, 9, device, torch.float32)
-        for t in range(9):
-            lm, st = mamba.step(toks[:, t], st)
-            la = attn.step(toks[:, t], cache, t)
-            torch.testing.assert_close(lm, full_m[:, t], rtol=1e-3, atol=1e-3)
-            torch.testing.assert_close(la, full_a[:, t], rtol=1e-3, atol=1e-3)
-    out = {"config": dict(batch=batch, d_model=d_model, n_layer=n_layer, vocab=vocab, n_head=n_head,
-                          mamba_params=sum(p.numel() for p in mamba.parameters()),
-                          attention_params=sum(p.numel() for p in attn.parameters()),
-                          dtype="float32", mode="eager PyTorch, one token per call"),
-           "context": [], "mamba_ms": [], "attention_ms": [], "kv_cache_MB": [], "mamba_state_MB": [],
-           "mamba_graph_ms": [], "attention_graph_ms": [], "graph_error": None}
-    tok = torch.randint(0, vocab, (batch,), device=device)
-    for T in contexts:
-        with torch.no_grad():
-            st = mamba.allocate_state(batch)
-            for s in st:  # a state as after T tokens: random, not zeros
-                s.ssm.normal_()
-                s.conv.normal_()
-            cache = attn.allocate_cache(batch, T + 1, device, torch.float32).normal_()
-            rm = timer(lambda: mamba.step(tok, st))
-            ra = timer(lambda: attn.step(tok, cache, T))
-            gm = ga = None
-            if device == "cuda" and out["graph_error"] is None:
-                # Eager decoding of a tiny model is bound by kernel launches; a CUDA graph removes
-                # most of that overhead and shows the work itself.
-                try:
-                    gm = timer(cuda_graphed(lambda: mamba.step(tok, st)))["median_ms"]
-                    ga = timer(cuda_graphed(lambda: attn.step(tok, cache, T)))["median_ms"]
-                except Exception as e:  # noqa: BLE001
-                    out["graph_error"] = f"{type(e).__name__}: {e}"[:300]
-            out["mamba_graph_ms"].append(gm)
-            out["attention_graph_ms"].append(ga)
-        out["context"].append(T)
-        out["mamba_ms"].append(rm["median_ms"])
-        out["attention_ms"].append(ra["median_ms"])
-        out["kv_cache_MB"].append(cache.numel() * 4 / 1e6)
-        out["mamba_state_MB"].append(sum(s.ssm.numel() * 4 + s.conv.numel() * 4 for s in st) / 1e6)
-        log(f"time per token, context {T}: mamba {rm['median_ms']:.3f} ms, attention {ra['median_ms']:.3f} ms"
-            f" (CUDA graph: {gm} / {ga})")
-        del cache
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# Main
-# --------------------------------------------------------------------------------------------------
-def load_official(args, log):
-    if not torch.cuda.is_available():
-        return None, "needs a CUDA GPU (the official kernel is CUDA C++)"
-    try:
-        so = pathlib.Path(args.official_so) if args.official_so else None
-        if so is None and args.official_parts:
-            so = official.join_parts(pathlib.Path(args.official_parts), pathlib.Path("/tmp/ssm_official/selective_scan_cuda.so"))
-        if so is None or not so.exists():
-            return None, "no built extension given (--official-so or --official-parts)"
-        fn = official.load_selective_scan_fn(so, pathlib.Path(args.official_src))
-        return fn, None
-    except Exception as e:  # noqa: BLE001
-        log(traceback.format_exc())
-        return None, f"could not load: {type(e).__name__}: {e}"
-
-
+# --- main ---
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", choices=list(SIZES), default="tiny")
+    ap.add_argument("--grid", required=True, help="a grid file, or the name of one in benchmarks/grids/")
+    ap.add_argument("--out", required=True, help="JSON to write (after every cell)")
     ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    ap.add_argument("--dtypes", default="float32,bfloat16")
-    ap.add_argument("--impls", default="triton,official,torch,torch_parallel_scan,oracle")
-    ap.add_argument("--official-so", default=None)
+    ap.add_argument("--impls", default=None, help="comma-separated; default: the grid's")
+    ap.add_argument("--official-so", default=None, help="the built extension, or its build folder")
     ap.add_argument("--official-parts", default=None, help="folder of selective_scan_cuda.so.part* (gzip)")
-    ap.add_argument("--official-src", default=str(HERE.parent / ".device" / "mamba_ssm-2.3.2.post1"))
-    ap.add_argument("--out", default=None, help="JSON path (default ssmbook/data/benchmarks/<gpu>.json, the package data chapter 6 reads)")
-    ap.add_argument("--no-tokens", action="store_true", help="skip the time-per-token experiment")
-    ap.add_argument("--budget", type=float, default=None, help="seconds of timed runs per measurement")
+    ap.add_argument("--official-src", default=str(common.OFFICIAL_SRC))
+    ap.add_argument("--max-seconds", type=float, default=None, help="start no new cell after this long")
     args = ap.parse_args(argv)
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    log_lines = []
-
-    def log(msg):
-        print(msg, flush=True)
-        log_lines.append(msg)
-
     t_start = time.time()
-    env = environment(device)
-    log(f"environment: {json.dumps(env)}")
-    budget = args.budget if args.budget is not None else (0.3 if device == "cuda" else 0.02)
-    timer = Timer(device, budget_s=budget, max_reps=50 if device == "cuda" else 5,
-                  min_reps=3 if device == "cuda" else 1)
-    bw = copy_bandwidth(device, timer)
-    log(f"copy bandwidth {bw['GBps']:.0f} GB/s")
-
-    try:
-        ensure_kernels_importable()
-    except Exception as e:  # noqa: BLE001  (the Triton rows then record the import error)
-        log(f"could not register kernels/ as ssmbook.kernels: {type(e).__name__}: {e}")
-    want = [s.strip() for s in args.impls.split(",") if s.strip()]
+    grid = load_grid(args.grid)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    want = [s.strip() for s in args.impls.split(",")] if args.impls else list(grid["impls"])
+    unknown = [w for w in want if w not in IMPLS]
+    if unknown:
+        raise SystemExit(f"unknown implementations {unknown} (known: {', '.join(IMPLS)})")
+    env = common.environment(device)
+    print(f"environment: {json.dumps(env)}", flush=True)
     skipped = {}
     official_fn = None
     if "official" in want:
-        official_fn, why = load_official(args, log)
+        official_fn, why = common.load_official(args.official_so, args.official_parts, args.official_src)
         if official_fn is None:
             skipped["official"] = why
             want.remove("official")
-    if "triton" in want and device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+    if "triton" in want and device == "cpu" and not common.interpreting():
         skipped["triton"] = "CPU without TRITON_INTERPRET=1"
         want.remove("triton")
     impls = implementations(device, official_fn, want)
-
-    exp_rate = None
-    assumptions = {
-        "bytes_min": min_bytes.__doc__.strip(),
-        "hbm_floor": "bytes_min / measured device-to-device copy bandwidth (bytes read + written / time)",
-        "exps": exp_count.__doc__.strip(),
-    }
-    exp_meas = None
+    bw = common.copy_bandwidth(device)
+    exp_meas, exp_rate = None, None
     if device == "cuda":
-        clock = env.get("sm_clock_max_MHz") or 1980.0
-        exp_peak = env["sm_count"] * MUFU_PER_CLOCK_PER_SM * clock * 1e6
         try:
-            exp_meas = exp_throughput(timer)
-            log(f"exp throughput {exp_meas['per_s'] / 1e12:.2f}e12 per s (peak assumed {exp_peak / 1e12:.2f}e12)")
-        except Exception as e:  # noqa: BLE001
+            exp_meas = common.exp_throughput()
+            exp_rate = exp_meas["per_s"]
+        except Exception as e:
             exp_meas = {"skipped": f"{type(e).__name__}: {e}"}
-        exp_rate = exp_meas.get("per_s") or exp_peak
-        assumptions["exp_peak"] = (f"{env['sm_count']} SMs x {MUFU_PER_CLOCK_PER_SM} ex2 results per clock per "
-                                   f"SM (CUDA C++ Programming Guide throughput table, cc 9.0) x {clock:.0f} MHz "
-                                   f"max SM clock = {exp_peak / 1e12:.2f}e12 per s")
-        assumptions["exp_floor"] = (f"exps / {exp_rate / 1e12:.2f}e12 per s, the measured ex2 throughput "
-                                    "(a Triton kernel of chained exp2; the assumed peak where the measurement "
-                                    "failed); one ex2 per exp (exp(x) = ex2(x log2 e))")
-    else:
-        assumptions["exp_floor"] = "not computed on a CPU"
-    assumptions["timing"] = ("median of CUDA-event timings (host clock on CPU) after one warm-up run, "
-                             "L2 flushed (2x its size zeroed) before each run, fresh random inputs per "
-                             "configuration; checked against the float64 oracle before timing")
-    mem_limit = None
-    if device == "cuda":
-        mem_limit = int(0.6 * torch.cuda.get_device_properties(0).total_memory)
-
-    dtypes = [getattr(torch, d.strip()) for d in args.dtypes.split(",") if d.strip()]
-    out = pathlib.Path(args.out) if args.out else RESULTS / f"{slug(env['gpu'])}.json"
+            exp_rate = env["sm_count"] * common.MUFU_PER_CLOCK_PER_SM * (env.get("sm_clock_max_MHz") or 1980) * 1e6
+    print(f"copy bandwidth {bw['GBps']:.0f} GB/s; exp rate {exp_rate}", flush=True)
+    mem_limit = int(0.6 * torch.cuda.get_device_properties(0).total_memory) if device == "cuda" else None
+    out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"environment": env, "size": args.size, "copy_bandwidth": bw, "exp_throughput": exp_meas,
-              "assumptions": assumptions,
+    result = {"environment": env, "grid": {k: v for k, v in grid.items() if k != "cells"},
+              "copy_bandwidth": bw, "exp_throughput": exp_meas,
+              "assumptions": {"bytes_min": common.min_bytes.__doc__.strip(),
+                              "hbm_floor": "bytes_min / measured copy bandwidth (bytes read + written / time)",
+                              "exps": common.exp_count.__doc__.strip(),
+                              "exp_floor": "exps / the measured ex2 rate (one ex2 per exp)",
+                              "timing": common.bench_ms.__doc__.strip(),
+                              "agreement": AGREEMENT},
               "implementations": list(impls), "skipped_implementations": skipped,
-              "selective_scan": [], "time_per_token": None, "complete": False}
+              "estimated_seconds": round(estimate_seconds(grid), 1),
+              "selective_scan": [], "agreement": [], "time_per_token": None, "complete": False}
 
-    def save():  # after every record, so that a run cut short still leaves its numbers
+    def save():
         result["wall_seconds"] = round(time.time() - t_start, 1)
         out.write_text(json.dumps(result, indent=1))
 
-    if not args.no_tokens:  # first: short, and a run cut short by a time limit still has it
-        cfg = dict(batch=16, d_model=256, n_layer=4) if args.size != "tiny" else dict(batch=2, d_model=16, n_layer=2)
-        result["time_per_token"] = bench_time_per_token(TOKEN_CONTEXTS[args.size], device, timer, log, **cfg)
+    if grid.get("time_per_token"):
+        import time_per_token
+
+        cfg = dict(grid["time_per_token"])
+        contexts = cfg.pop("contexts")
+        result["time_per_token"] = time_per_token.bench_time_per_token(contexts, device, print, **cfg)
         save()
-    bench_scan(SIZES[args.size], dtypes, device, timer, impls, bw["GBps"], exp_rate, log,
-               mem_limit, check_channels=128, records=result["selective_scan"], save=save)
-    result["complete"] = True
+    checked = oracle_cells(grid)
+    for i, cell in enumerate(grid["cells"]):
+        if args.max_seconds is not None and time.time() - t_start > args.max_seconds:
+            result["stopped"] = f"--max-seconds {args.max_seconds:g} reached before cell {i}"
+            break
+        try:
+            records, agree = run_cell(i, cell, grid, impls, device, bw["GBps"], exp_rate, mem_limit, checked)
+        except Exception:
+            result.setdefault("failed_cells", []).append(dict(cell, index=i, error=traceback.format_exc()[-2000:]))
+            print(traceback.format_exc(), flush=True)
+            continue
+        result["selective_scan"] += records
+        result["agreement"].append(agree)
+        for rec in records:
+            print(summary_line(rec), flush=True)
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        save()
+    result["complete"] = "stopped" not in result
     save()
-    log(f"wrote {out} in {result['wall_seconds']} s")
+    print(f"wrote {out} in {result['wall_seconds']} s (estimated {result['estimated_seconds']} s)", flush=True)
     return result
 
 

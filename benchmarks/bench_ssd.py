@@ -12,23 +12,16 @@ import sys
 
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from ssmbook import ssd as S  # noqa: E402
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import common
+
+common.ensure_importable()
+from ssmbook import ssd as S
 
 
-def median_ms(fn, warmup=3, reps=10):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        torch.cuda.synchronize()
-        times.append(a.elapsed_time(b))
-    return sorted(times)[len(times) // 2]
+def median_ms(fn):
+    """Median of ``triton.testing.do_bench`` on the GPU (common.bench_ms)."""
+    return common.bench_ms(fn, "cuda")
 
 
 def main(out):
@@ -71,7 +64,7 @@ def main(out):
         for s in range(L):
             H = torch.exp(A[:, s])[..., None, None] * H + X[:, s, :, :, None] * B[:, s, :, None, :]
             (H * C[:, s, :, None, :]).sum(-1)
-    results["recurrence_loop_ms_float32"] = median_ms(recurrence, warmup=1, reps=3)
+    results["recurrence_loop_ms_float32"] = median_ms(recurrence)
     print("recurrence loop (float32):", results["recurrence_loop_ms_float32"], "ms", flush=True)
     pathlib.Path(out).write_text(json.dumps(results, indent=1))
 

@@ -19,6 +19,8 @@ import sys
 import time
 import types
 
+import common
+
 SOURCES = [
     "selective_scan.cpp",
     "selective_scan_fwd_fp32.cu",
@@ -108,7 +110,7 @@ def load_selective_scan_fn(so_path, src):
     ``mamba_ssm.ops.triton.layer_norm`` (stubbed: only the fused Mamba block uses it), einops and
     the extension module ``selective_scan_cuda``.
     """
-    import torch  # noqa: F401  (the extension needs torch's shared libraries loaded first)
+    import torch
 
     src = pathlib.Path(src)
     spec = importlib.util.spec_from_file_location("selective_scan_cuda", str(so_path))
@@ -138,45 +140,18 @@ def load_selective_scan_fn(so_path, src):
     return iface.selective_scan_fn
 
 
-def random_problem(batch, dim, L, N, dtype, with_z, device, seed=0, groups=0):
-    """Fresh random inputs with Mamba's usual ranges (A < 0, softplus'd Δ of order 0.01 to 0.1)."""
-    import torch
-
-    g = torch.Generator(device="cpu").manual_seed(seed)
-
-    def r(*shape, scale=1.0, shift=0.0):
-        return (torch.randn(*shape, generator=g) * scale + shift).to(device)
-
-    bc_shape = (batch, N, L) if groups == 0 else (batch, groups, N, L)
-    u = r(batch, dim, L).to(dtype)
-    delta = r(batch, dim, L, scale=0.5, shift=-3.0).to(dtype)
-    A = -torch.rand(dim, N, generator=g).add(0.1).mul(N).to(device)          # float32, negative
-    B = r(*bc_shape).to(dtype)
-    C = r(*bc_shape).to(dtype)
-    D = r(dim)
-    z = r(batch, dim, L).to(dtype) if with_z else None
-    delta_bias = r(dim, scale=0.1)
-    return dict(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias, delta_softplus=True)
-
-
-def rel_err(out, ref):
-    """‖out − ref‖ / ‖ref‖ (the absolute norm ‖out‖ when ref is exactly zero, e.g. dA at L = 1)."""
-    out, ref = out.detach().double().cpu(), ref.detach().double().cpu()
-    denom = ref.norm()
-    return float((out - ref).norm() / denom) if denom > 0 else float(out.norm())
-
-
 def check(fn, device="cuda", sizes=((2, 24, 37, 16), (1, 8, 1, 4), (2, 16, 300, 8))):
     """Compare ``fn`` (forward and gradients) with the float64 loop oracle of ssmbook on fresh inputs."""
     import torch
 
+    common.ensure_importable()
     from ssmbook.selective import selective_scan_ref
 
     report = []
     for (b, d, L, n) in sizes:
         for dtype in (torch.float32, torch.bfloat16):
             for with_z in (False, True):
-                kw = random_problem(b, d, L, n, dtype, with_z, device, seed=b * 1000 + L)
+                kw = common.make_inputs(b, d, L, n, dtype, with_z, device, seed=b * 1000 + L)
                 grad_names = ["u", "delta", "A", "B", "C", "D", "delta_bias"]
                 x = {k: (v.detach().clone().requires_grad_(k in grad_names) if isinstance(v, torch.Tensor)
                          else v) for k, v in kw.items()}
@@ -187,9 +162,9 @@ def check(fn, device="cuda", sizes=((2, 24, 37, 16), (1, 8, 1, 4), (2, 16, 300, 
                 dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(7))
                 out.backward(dout.to(out.device, out.dtype))
                 ref.backward(dout.double())
-                errs = {"out": rel_err(out, ref)}
+                errs = {"out": common.rel_err(out, ref)}
                 for k in grad_names:
-                    errs["d" + k] = rel_err(x[k].grad, x64[k].grad)
+                    errs["d" + k] = common.rel_err(x[k].grad, x64[k].grad)
                 tol = 1e-4 if dtype == torch.float32 else 3e-2
                 worst = max(errs.values())
                 ok = worst < tol and all(v == v for v in errs.values())
@@ -202,7 +177,7 @@ def check(fn, device="cuda", sizes=((2, 24, 37, 16), (1, 8, 1, 4), (2, 16, 300, 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("action", choices=["build", "check"])
-    ap.add_argument("--src", default=".device/mamba_ssm-2.3.2.post1")
+    ap.add_argument("--src", default=str(common.OFFICIAL_SRC))
     ap.add_argument("--out", required=True, help="build directory (holds the .so for 'check')")
     ap.add_argument("--split", default=None, help="also split the .so into 15 MiB parts in this folder")
     args = ap.parse_args(argv)
