@@ -57,9 +57,9 @@ def real_scalar(value, name: str, *, low=None, high=None, low_open: bool = False
     value = float(value)
     lo = "" if low is None else (f"> {low}" if low_open else f">= {low}")
     hi = "" if high is None else (f"< {high}" if high_open else f"<= {high}")
-    want = " and ".join(s for s in (lo, hi) if s) or "finite"
+    want = " and ".join(s for s in (lo, hi) if s)
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number ({want}), got {value}")
+        raise ValueError(f"{name} must be a finite real number{f' ({want})' if want else ''}, got {value}")
     if low is not None and (value < low or (low_open and value == low)):
         raise ValueError(f"{name} must be {want}, got {value}")
     if high is not None and (value > high or (high_open and value == high)):
@@ -289,10 +289,14 @@ def finite(x, name: str, *, allow_neg_inf: bool = False):
     return x
 
 
-def flag(value, name: str) -> bool:
-    """A bool option (``numpy.bool_`` accepted); anything else, a truthy string included, rejected."""
+def flag(value, name: str, *, none_ok: bool = False):
+    """A bool option (``numpy.bool_`` accepted; ``None`` too when ``none_ok``); anything else, a
+    truthy string included, rejected."""
+    if none_ok and value is None:
+        return None
     if not isinstance(value, (bool, np.bool_)):
-        raise ArgumentTypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+        want = "a bool or None" if none_ok else "a bool"
+        raise ArgumentTypeError(f"{name} must be {want}, got {type(value).__name__} {value!r}")
     return bool(value)
 
 
