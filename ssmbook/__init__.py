@@ -7,7 +7,6 @@ serve the chapters; ``benchmarks`` reads the committed GPU results (package data
 ``ssmbook.benchmark_results()``).  Submodules are imported on demand (``import ssmbook.hmm``).
 """
 
-__version__ = "0.1.0"
-
-from .benchmarks import benchmark_results  # noqa: E402,F401
-from .notebook import sections, setup, show, source  # noqa: E402,F401
+from ._version import __version__  # noqa: F401
+from .benchmarks import benchmark_results  # noqa: F401
+from .notebook import sections, setup, show, source  # noqa: F401

@@ -57,13 +57,21 @@ def real_scalar(value, name: str, *, low=None, high=None, low_open: bool = False
     value = float(value)
     lo = "" if low is None else (f"> {low}" if low_open else f">= {low}")
     hi = "" if high is None else (f"< {high}" if high_open else f"<= {high}")
-    want = " and ".join(s for s in (lo, hi) if s) or "finite"
+    want = " and ".join(s for s in (lo, hi) if s)
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number ({want}), got {value}")
+        raise ValueError(f"{name} must be a finite real number{f' ({want})' if want else ''}, got {value}")
     if low is not None and (value < low or (low_open and value == low)):
         raise ValueError(f"{name} must be {want}, got {value}")
     if high is not None and (value > high or (high_open and value == high)):
         raise ValueError(f"{name} must be {want}, got {value}")
+    return value
+
+
+def probability(value, name: str) -> float:
+    """A probability: a real number in [0, 1]."""
+    value = real_scalar(value, name)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
     return value
 
 
@@ -102,9 +110,14 @@ def sizes(name: str, value, *, allow_symbols: bool = True):
 
 
 # ------------------------------------------------------------------------------------ numpy
-def array(x, name: str, *, ndim=None, shape_doc: str | None = None, complex_ok: bool = False,
+def array(x, name: str, *, ndim=None, shape=None, shape_doc: str | None = None, complex_ok: bool = False,
           finite: bool = True, allow_neg_inf: bool = False, min_size: int = 1) -> np.ndarray:
-    """``x`` as a float64 (or complex128) ndarray; NaN (and ±inf unless allowed) rejected."""
+    """``x`` as a float64 (or complex128) ndarray; NaN (and ±inf unless allowed) rejected.
+
+    ``ndim``: the allowed rank (an int or a tuple of ints); ``shape``: the exact shape;
+    ``shape_doc``: how the messages write the expected shape (e.g. ``"(N, N)"``); ``min_size``:
+    the fewest entries (0 allows an empty array).
+    """
     doc = f" of shape {shape_doc}" if shape_doc else ""
     if hasattr(x, "detach") and hasattr(x, "numpy"):
         raise ArgumentTypeError(f"{name} must be a NumPy array{doc} (float64), got a torch.Tensor")
@@ -122,6 +135,8 @@ def array(x, name: str, *, ndim=None, shape_doc: str | None = None, complex_ok: 
         if arr.ndim not in allowed:
             raise ValueError(f"{name} must have shape {shape_doc or f'with {ndim} dims'}, "
                              f"got shape {arr.shape}")
+    if shape is not None and arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {shape_doc or tuple(shape)}, got shape {arr.shape}")
     if arr.size < min_size:
         raise ValueError(f"{name} must not be empty (shape {shape_doc or '...'}), got shape {arr.shape}")
     if finite or np.isnan(arr).any():
@@ -134,17 +149,103 @@ def array(x, name: str, *, ndim=None, shape_doc: str | None = None, complex_ok: 
     return arr
 
 
+def square_matrix(x, name: str, *, shape_doc: str = "(N, N)", complex_ok: bool = False,
+                  finite: bool = True, min_size: int = 1) -> np.ndarray:
+    """``x`` as a square float64 (or complex128) matrix; a wrong rank or a non-square shape gets
+    one message, "<name> must be a square matrix of shape (N, N)"."""
+    arr = array(x, name, shape_doc=shape_doc, complex_ok=complex_ok, finite=finite, min_size=0)
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.size < min_size:
+        least = " with N >= 1" if min_size > 0 and arr.ndim == 2 and arr.size == 0 else ""
+        raise ValueError(f"{name} must be a square matrix of shape {shape_doc}{least}, got shape {arr.shape}")
+    return arr
+
+
+def vector_or_matrix(x, name: str, n: int, *, axis: int = 0, shape_doc: str | None = None,
+                     complex_ok: bool = False) -> np.ndarray:
+    """``x`` as a 1-D ``(n,)`` or 2-D float64 (or complex128) array whose axis ``axis`` (0: rows,
+    -1: columns) has size ``n``: an input matrix ``B (N, M)`` or an output matrix ``C (P, N)``."""
+    if shape_doc is None:
+        shape_doc = f"(N,) or (N, M) with N = {n}" if axis == 0 else f"(N,) or (P, N) with N = {n}"
+    arr = array(x, name, ndim=(1, 2), shape_doc=shape_doc, complex_ok=complex_ok, min_size=0)
+    if arr.shape[axis] != n:
+        raise ValueError(f"{name} must have shape {shape_doc}, got shape {arr.shape}")
+    return arr
+
+
+def sympy_square_matrix(A, name: str):
+    """``A`` must be a square sympy Matrix (the symbolic derivations)."""
+    if not getattr(A, "is_Matrix", False) or not type(A).__module__.startswith("sympy"):
+        raise ArgumentTypeError(f"{name} must be a square sympy Matrix, got {type(A).__name__}")
+    if A.rows != A.cols:
+        raise ValueError(f"{name} must be a square sympy Matrix, got shape {A.shape}")
+    return A
+
+
+def time_grid(t, name: str = "t", *, increasing: bool = False) -> np.ndarray:
+    """Times as a non-empty finite 1-D float64 array (strictly increasing when ``increasing``)."""
+    arr = array(t, name, shape_doc="(L,)", min_size=0)
+    if arr.ndim != 1 or arr.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array of times, shape (L,), got shape {arr.shape}")
+    if increasing and np.any(np.diff(arr) <= 0):
+        where = int(np.argmax(np.diff(arr) <= 0))
+        raise ValueError(f"{name} must be strictly increasing (a time grid), got {name}[{where}] = "
+                         f"{arr[where]!r} followed by {arr[where + 1]!r}")
+    return arr
+
+
+#: How far from 1 the sum of a probability vector may be (rounding in the caller's arithmetic).
+PROB_ATOL = 1e-8
+
+
+def probabilities(arr: np.ndarray, name: str, what: str, *, atol: float = PROB_ATOL) -> np.ndarray:
+    """Each row of the float array ``arr`` (``arr`` itself, if 1-D) must be a probability vector:
+    non-negative entries that sum to 1 within ``atol``.  ``what`` says what a row means."""
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be non-negative ({what}), got a negative entry {arr.min():.3g}")
+    sums = np.atleast_1d(arr.sum(axis=-1))
+    bad = np.abs(sums - 1.0) > atol
+    if np.any(bad):
+        where = "" if arr.ndim == 1 else f" (row {int(np.argmax(bad))})"
+        raise ValueError(f"{name} must sum to 1 ({what}){where}, got sum {float(sums[np.argmax(bad)])!r}")
+    return arr
+
+
+def probability_vector(x, name: str, n: int, *, what: str = "a probability vector") -> np.ndarray:
+    """``x`` as a float64 probability vector of shape ``(n,)``."""
+    arr = array(x, name, shape=(n,), shape_doc=f"({n},)", min_size=0)
+    return probabilities(arr, name, what)
+
+
+def index_array(x, name: str, n: int, *, what: str = "indices", bound_doc: str = "",
+                min_size: int = 1) -> np.ndarray:
+    """``x`` as a 1-D int64 array (shape ``(T,)``) of entries in ``[0, n)``.
+
+    ``what`` names the entries in messages ("symbols", "states"); ``bound_doc`` says where ``n``
+    comes from (e.g. ``"M = B.shape[1]"``); ``min_size``: the fewest entries.
+    """
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D sequence of shape (T,), got shape {arr.shape}")
+    if arr.shape[0] < min_size:
+        raise ValueError(f"{name} must hold at least {min_size} entries (T >= {min_size}), got T = {arr.shape[0]}")
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise ArgumentTypeError(f"{name} must be integers ({what} 0..{n - 1}), got dtype {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        bad = arr[(arr < 0) | (arr >= n)][0]
+        doc = f" ({bound_doc})" if bound_doc else ""
+        raise ValueError(f"{name} must be {what} in [0, {n}){doc}, got {int(bad)}")
+    return arr.astype(np.int64)
+
+
 # ------------------------------------------------------------------------------------ torch
-_LAYOUT_HINT = "{name} must have shape {doc}, got {got}{hint}"
-
-
-def tensor(x, name: str, *, ndim=None, shape_doc: str | None = None, floating: bool = True,
+def tensor(x, name: str, *, ndim=None, shape=None, shape_doc: str | None = None, floating: bool = True,
            complex_ok: bool = False, integer: bool = False, like=None, min_sizes=None):
     """``x`` must be a torch tensor of the right kind, rank and (optionally) the dtype/device of ``like``.
 
-    ``floating``: a real floating dtype; ``complex_ok``: complex also allowed; ``integer``: an
-    int64 tensor (token ids).  ``min_sizes``: a dict ``{axis: (label, minimum)}`` of sizes that
-    must be at least ``minimum`` (e.g. a non-empty batch).
+    ``ndim``: the allowed rank (an int or a tuple); ``shape``: the exact shape; ``floating``: a
+    real floating dtype; ``complex_ok``: complex also allowed; ``integer``: an int64 tensor (token
+    ids).  ``min_sizes``: a dict ``{axis: (label, minimum)}`` of sizes that must be at least
+    ``minimum`` (e.g. a non-empty batch).
     """
     import torch
 
@@ -164,6 +265,8 @@ def tensor(x, name: str, *, ndim=None, shape_doc: str | None = None, floating: b
         if x.dim() not in allowed:
             raise ValueError(f"{name} must have shape {shape_doc or f'with {ndim} dims'}, "
                              f"got {describe(x)}")
+    if shape is not None and tuple(x.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {shape_doc or tuple(shape)}, got shape {tuple(x.shape)}")
     for axis, (label, minimum) in (min_sizes or {}).items():
         if x.dim() > axis and x.shape[axis] < minimum:
             raise ValueError(f"{name} must have {label} >= {minimum} (shape {shape_doc}), "
@@ -186,19 +289,49 @@ def finite(x, name: str, *, allow_neg_inf: bool = False):
     return x
 
 
-def flag(value, name: str) -> bool:
-    """A bool option (``numpy.bool_`` accepted); anything else, a truthy string included, rejected."""
+def flag(value, name: str, *, none_ok: bool = False):
+    """A bool option (``numpy.bool_`` accepted; ``None`` too when ``none_ok``); anything else, a
+    truthy string included, rejected."""
+    if none_ok and value is None:
+        return None
     if not isinstance(value, (bool, np.bool_)):
-        raise ArgumentTypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+        want = "a bool or None" if none_ok else "a bool"
+        raise ArgumentTypeError(f"{name} must be {want}, got {type(value).__name__} {value!r}")
     return bool(value)
+
+
+def positive_entries(x, name: str, what: str = "") -> None:
+    """Every entry of the real tensor ``x`` must be positive and finite (``what``: what it is)."""
+    import torch
+
+    bad = ~(torch.isfinite(x) & (x > 0))
+    if bool(bad.any()):
+        doc = f" ({what})" if what else ""
+        raise ValueError(f"{name} must be positive and finite{doc}, got {x.detach()[bad].flatten()[0].item()}")
+
+
+def same_device(x, name: str, like, what: str) -> None:
+    """The tensor ``x`` must be on the device of the tensor ``like`` (``what`` names it)."""
+    if x.device != like.device:
+        raise ValueError(f"{name} must be on the device of {what} ({like.device}), got {x.device}")
 
 
 def same_dtype_device(x, name: str, like, what: str = "the model's parameters") -> None:
     """``x`` must share ``like``'s device and floating dtype."""
-    if x.device != like.device:
-        raise ValueError(f"{name} must be on the device of {what} ({like.device}), got {x.device}")
+    same_device(x, name, like, what)
     if (x.is_floating_point() or x.is_complex()) and x.dtype != like.dtype:
         raise ArgumentTypeError(f"{name} must have the dtype of {what} ({like.dtype}), got {x.dtype}")
+
+
+def same_layout(x, name: str, like, like_name: str, *, shape_doc: str | None = None):
+    """``x`` must be a tensor of the shape, dtype and device of the tensor ``like`` (the argument
+    ``like_name``): the second operand of an elementwise recurrence, say."""
+    doc = f"{shape_doc} = {tuple(like.shape)}" if shape_doc else f"{tuple(like.shape)}"
+    tensor(x, name, shape_doc=doc, complex_ok=True)
+    if x.shape != like.shape:
+        raise ValueError(f"{name} must have the shape of {like_name} {doc}, got {tuple(x.shape)}")
+    same_dtype_device(x, name, like, what=like_name)
+    return x
 
 
 def module_input(x, name: str, module, *, ndim: int, shape_doc: str, last: int | None = None,
@@ -241,9 +374,3 @@ def state_batch(state_shape, batch: int, name: str, expected) -> None:
             hint = f" (it was built for batch {state_shape[0]}, the input has batch {batch})"
         raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(state_shape)}{hint}")
 
-
-def kernel_max_state() -> int:
-    """The largest state size N the Triton selective-scan kernels accept."""
-    from .selective import MAX_STATE
-
-    return MAX_STATE

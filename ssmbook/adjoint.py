@@ -48,11 +48,8 @@ def selective_scan_backward(u, delta, A, B, C, gout, D=None, z=None, delta_bias=
     argument).  A loop over t, backwards: the slow, readable reference for the kernels.
     """
     batch, dim, L, N, groups = check_inputs(u, delta, A, B, C, D, z, delta_bias)
-    if not isinstance(gout, torch.Tensor) or tuple(gout.shape) != (batch, dim, L):
-        got = tuple(gout.shape) if isinstance(gout, torch.Tensor) else type(gout).__name__
-        raise ValueError(f"gout must be a tensor of shape (batch, dim, L) = {(batch, dim, L)}, got {got}")
-    if gout.device != u.device or not gout.is_floating_point():
-        raise ValueError(f"gout must be a real floating tensor on {u.device}, got {gout.dtype} on {gout.device}")
+    _checks.tensor(gout, "gout", shape=(batch, dim, L), shape_doc=f"(batch, dim, L) = {(batch, dim, L)}")
+    _checks.same_device(gout, "gout", u, "u")
     _checks.finite(gout, "gout")
     _checks.flag(delta_softplus, "delta_softplus")
     f64 = torch.float64

@@ -12,6 +12,8 @@ import inspect
 import json
 import pathlib
 
+from . import _checks
+
 # The committed runs, package data (pyproject: [tool.setuptools.package-data]).
 RESULTS = pathlib.Path(__file__).resolve().parent / "data" / "benchmarks"
 
@@ -53,39 +55,32 @@ def _check_arguments(fn):
     def check(name, v):
         if name == "run":
             if not isinstance(v, dict) or "environment" not in v or "selective_scan" not in v:
-                raise TypeError("run must be one benchmark run (a dict with 'environment' and "
+                raise _checks.ArgumentTypeError("run must be one benchmark run (a dict with 'environment' and "
                                 f"'selective_scan', from benchmark_results()), got {type(v).__name__}")
         elif name == "rec":
             if not isinstance(v, dict) or "results" not in v:
-                raise TypeError(f"rec must be one record of run['selective_scan'], got {type(v).__name__}")
+                raise _checks.ArgumentTypeError(f"rec must be one record of run['selective_scan'], got {type(v).__name__}")
         elif name in ("impl", "num", "den"):
-            if v not in ORDER:
-                raise ValueError(f"{name} must be one of {ORDER}, got {v!r}")
+            _checks.one_of(v, name, ORDER)
         elif name == "impls":
             if isinstance(v, str) or not all(i in ORDER for i in v) or not len(v):
                 raise ValueError(f"impls must be a non-empty sequence of names from {ORDER}, got {v!r}")
         elif name == "pass_":
-            if v not in PASSES:
-                raise ValueError(f"pass_ must be one of {PASSES}, got {v!r}")
-        elif name == "dtype":
-            if v is not None and v not in DTYPES:
-                raise ValueError(f"dtype must be None or one of {DTYPES}, got {v!r}")
-        elif name in ("device_only", "graphs"):
-            if not isinstance(v, bool):
-                raise TypeError(f"{name} must be True or False, got {v!r}")
-        elif name == "z":
-            if v is not None and not isinstance(v, bool):
-                raise TypeError(f"z must be None, True or False, got {v!r}")
-        elif name == "N":
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"N must be None or a positive int, got {v!r}")
+            _checks.one_of(v, name, PASSES)
+        elif name == "dtype" and v is not None:
+            _checks.one_of(v, name, DTYPES)
+        elif name in ("device_only", "graphs", "z"):
+            _checks.flag(v, name, none_ok=name == "z")
+        elif name == "N" and v is not None:
+            _checks.positive_int(v, name)
         elif name == "shape":
-            if (not isinstance(v, (tuple, list)) or len(v) != 4
-                    or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v)):
+            if not isinstance(v, (tuple, list)) or len(v) != 4:
                 raise ValueError(f"shape must be (batch, dim, L, N), four positive ints, got {v!r}")
+            for i, (part, x) in enumerate(zip(("batch", "dim", "L", "N"), v)):
+                _checks.positive_int(x, f"shape[{i}] ({part})")
         elif name == "ax":
             if not (hasattr(v, "plot") and hasattr(v, "set_xlabel")):
-                raise TypeError(f"ax must be a matplotlib Axes, got {type(v).__name__}")
+                raise _checks.ArgumentTypeError(f"ax must be a matplotlib Axes, got {type(v).__name__}")
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):

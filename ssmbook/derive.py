@@ -45,12 +45,6 @@ def example_matrix(kind: str = "distinct"):
     raise ValueError(f"kind must be 'distinct', 'jordan' or 'singular', got {kind!r}")
 
 
-def _check_square(A):
-    if not isinstance(A, sp.MatrixBase) or A.rows != A.cols:
-        raise ValueError(f"A must be a square sympy Matrix, got {type(A).__name__}")
-    return A
-
-
 def ode_solution(A=None):
     """Variation of constants for h' = A h + B x(t), h(0) = h0.
 
@@ -60,7 +54,7 @@ def ode_solution(A=None):
     ``residual`` = h' − A h − B x(t) (simplified; zero when the solution is right) and
     ``initial`` = h(0) − h0 (simplified; zero).
     """
-    A = example_matrix("distinct") if A is None else _check_square(A)
+    A = example_matrix("distinct") if A is None else _checks.sympy_square_matrix(A, "A")
     N = A.rows
     t, s = sp.symbols("t s", real=True)
     B = sp.Matrix(sp.symbols(f"b1:{N + 1}", real=True))
@@ -85,7 +79,7 @@ def zoh_derivation(A=None):
     Returns a dict with ``A``, ``B``, ``Delta``, ``Ab``, ``Bb`` (the integral, evaluated entrywise)
     and, when A is invertible, ``Bb_closed`` = A⁻¹ (exp(ΔA) − I) B (else None).
     """
-    A = example_matrix("distinct") if A is None else _check_square(A)
+    A = example_matrix("distinct") if A is None else _checks.sympy_square_matrix(A, "A")
     N = A.rows
     r = sp.Symbol("r", real=True)
     delta = sp.Symbol("Delta", positive=True)

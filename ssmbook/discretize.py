@@ -50,23 +50,15 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- validation
 def _check_AB(A, B):
-    A = _checks.array(A, "A", ndim=2, shape_doc="(N, N)")
-    if A.shape[0] != A.shape[1]:
-        raise ValueError(f"A must be a square matrix of shape (N, N), got shape {A.shape}")
-    N = A.shape[0]
-    B = _checks.array(B, "B", ndim=(1, 2), shape_doc=f"(N,) or (N, M) with N = {N}")
-    if B.shape[0] != N:
-        raise ValueError(f"B must have shape (N,) or (N, M) with N = {N}, got shape {B.shape}")
-    return A, B
+    """A square ``A (N, N)`` and an input matrix ``B (N,)`` or ``(N, M)``, float64."""
+    A = _checks.square_matrix(A, "A")
+    return A, _checks.vector_or_matrix(B, "B", A.shape[0])
 
 
 def _check_aB(a, B):
+    """The diagonal ``a (N,)`` of A and an input matrix ``B (N,)`` or ``(N, M)``, real or complex."""
     a = _checks.array(a, "a", ndim=1, shape_doc="(N,) (the diagonal of A)", complex_ok=True)
-    N = a.shape[0]
-    B = _checks.array(B, "B", ndim=(1, 2), shape_doc=f"(N,) or (N, M) with N = {N}", complex_ok=True)
-    if B.shape[0] != N:
-        raise ValueError(f"B must have shape (N,) or (N, M) with N = {N}, got shape {B.shape}")
-    return a, B
+    return a, _checks.vector_or_matrix(B, "B", a.shape[0], complex_ok=True)
 
 
 # ----------------------------------------------------------------------------- full matrices
@@ -210,26 +202,21 @@ def euler_diag(a, B, delta):
 
 # ----------------------------------------------------------------------------- diagonal, torch
 def _check_torch(a, b, delta):
+    """``a``, ``b`` tensors of one shape ``(..., N)`` on one device; ``delta`` a positive scalar or
+    a tensor of shape ``()`` or ``a.shape[:-1]``.  Returns delta as a float or broadcastable tensor."""
     import torch
 
     _checks.tensor(a, "a", ndim=tuple(range(1, 64)), shape_doc="(..., N)", complex_ok=True)
-    _checks.tensor(b, "b", shape_doc=f"{tuple(a.shape)} (a's shape)", complex_ok=True)
-    if b.shape != a.shape:
-        raise ValueError(f"b must be a tensor of a's shape {tuple(a.shape)}, got {tuple(b.shape)}")
-    if b.device != a.device:
-        raise ValueError(f"b must be on a's device ({a.device}), got {b.device}")
+    _checks.tensor(b, "b", shape=a.shape, shape_doc=f"a.shape = {tuple(a.shape)}", complex_ok=True)
+    _checks.same_device(b, "b", a, "a")
     if not isinstance(delta, torch.Tensor):
         return _checks.positive_scalar(delta, "delta")
-    _checks.tensor(delta, "delta", shape_doc=f"() or {tuple(a.shape[:-1])} (a.shape[:-1])")
-    if delta.device != a.device:
-        raise ValueError(f"delta must be on a's device ({a.device}), got {delta.device}")
+    _checks.tensor(delta, "delta", shape_doc=f"() or a.shape[:-1] = {tuple(a.shape[:-1])}")
+    _checks.same_device(delta, "delta", a, "a")
     if delta.ndim != 0 and delta.shape != a.shape[:-1]:
         raise ValueError(f"delta must be 0-dim or have shape a.shape[:-1] = "
                          f"{tuple(a.shape[:-1])}, got {tuple(delta.shape)}")
-    bad = ~(torch.isfinite(delta) & (delta > 0))
-    if bool(bad.any()):
-        raise ValueError(f"delta must be positive and finite (a step size), got "
-                         f"{delta.detach()[bad].flatten()[0].item()}")
+    _checks.positive_entries(delta, "delta", "a step size")
     return delta if delta.ndim == 0 else delta[..., None]
 
 

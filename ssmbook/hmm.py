@@ -40,46 +40,8 @@ __all__ = [
     "tree_scan",
 ]
 
-PROB_ATOL = 1e-8
+PROB_ATOL = _checks.PROB_ATOL
 BRUTE_FORCE_MAX_PATHS = 2_000_000
-
-
-# --------------------------------------------------------------------------------------------
-# validation helpers
-# --------------------------------------------------------------------------------------------
-def _as_float_array(x, name: str, ndim: int, shape_text: str) -> np.ndarray:
-    try:
-        arr = np.asarray(x)
-    except Exception as exc:  # pragma: no cover - exotic inputs
-        raise ValueError(f"{name} must be a float array of shape {shape_text}: {exc}") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"{name} must be a real (float) array of shape {shape_text}, got dtype {arr.dtype}")
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must have shape {shape_text}, got shape {arr.shape}")
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got NaN or inf")
-    return arr
-
-
-def _check_probability_rows(arr: np.ndarray, name: str, what: str) -> None:
-    """Each row of ``arr`` (or ``arr`` itself, if 1-D) must be a probability vector."""
-    if np.any(arr < 0):
-        raise ValueError(f"{name} must be non-negative ({what}), got a negative entry {arr.min():.3g}")
-    sums = arr.sum(axis=-1)
-    bad = np.abs(sums - 1.0) > PROB_ATOL
-    if np.any(bad):
-        where = "" if arr.ndim == 1 else f" (row {int(np.argmax(bad))})"
-        worst = float(np.atleast_1d(sums)[np.argmax(np.atleast_1d(bad))])
-        raise ValueError(f"{name} must sum to 1 ({what}){where}, got sum {worst!r}")
-
-
-def _probability_vector(x, name: str, n: int) -> np.ndarray:
-    arr = _as_float_array(x, name, 1, f"({n},)")
-    if arr.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},), got shape {arr.shape}")
-    _check_probability_rows(arr, name, "a probability vector")
-    return arr
 
 
 def _log(x: np.ndarray) -> np.ndarray:
@@ -150,7 +112,7 @@ def prefix_products(mats: np.ndarray, logs: np.ndarray | None = None):
     ``mats``: ``(T, N, N)`` non-negative float64; ``logs``: ``(T,)`` (default zeros).
     Returns ``(P, log_scale)`` with the true product equal to ``exp(log_scale[t]) * P[t]``.
     """
-    mats = _as_float_array(mats, "mats", 3, "(T, N, N)")
+    mats = _checks.array(mats, "mats", ndim=3, shape_doc="(T, N, N)", min_size=0)
     if mats.shape[0] < 1 or mats.shape[1] != mats.shape[2]:
         raise ValueError(f"mats must have shape (T, N, N) with T >= 1, got shape {mats.shape}")
     if np.any(mats < 0):
@@ -251,16 +213,14 @@ class HMM:
     """
 
     def __init__(self, pi, A, B):
-        A = _as_float_array(A, "A", 2, "(N, N)")
-        if A.shape[0] != A.shape[1] or A.shape[0] < 1:
-            raise ValueError(f"A must be square with shape (N, N), N >= 1, got shape {A.shape}")
+        A = _checks.square_matrix(A, "A")
         N = A.shape[0]
-        B = _as_float_array(B, "B", 2, f"({N}, M)")
+        B = _checks.array(B, "B", ndim=2, shape_doc=f"({N}, M)", min_size=0)
         if B.shape[0] != N or B.shape[1] < 1:
             raise ValueError(f"B must have shape ({N}, M) with M >= 1 (one row per state of A), got shape {B.shape}")
-        pi = _probability_vector(pi, "pi", N)
-        _check_probability_rows(A, "A", "each row A[i] is P(z_t | z_{t-1}=i)")
-        _check_probability_rows(B, "B", "each row B[i] is P(o | z=i)")
+        pi = _checks.probability_vector(pi, "pi", N)
+        _checks.probabilities(A, "A", "each row A[i] is P(z_t | z_{t-1}=i)")
+        _checks.probabilities(B, "B", "each row B[i] is P(o | z=i)")
         self.pi, self.A, self.B = pi, A, B
         self.N, self.M = N, B.shape[1]
         self.log_pi, self.log_A, self.log_B = _log(pi), _log(A), _log(B)
@@ -271,34 +231,20 @@ class HMM:
     # -- input checks -------------------------------------------------------------------------
     def check_obs(self, obs) -> np.ndarray:
         """``obs`` as a 1-D int64 array of symbols in ``[0, M)``; ``ValueError`` otherwise."""
-        arr = np.asarray(obs)
-        if arr.ndim != 1:
-            raise ValueError(f"obs must be a 1-D sequence of shape (T,), got shape {arr.shape}")
-        if arr.shape[0] < 1:
-            raise ValueError("obs must hold at least one observation (T >= 1), got T = 0")
-        if not np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
-            raise ValueError(f"obs must be integers (symbols 0..{self.M - 1}), got dtype {arr.dtype}")
-        if arr.min() < 0 or arr.max() >= self.M:
-            bad = arr[(arr < 0) | (arr >= self.M)][0]
-            raise ValueError(f"obs must be symbols in [0, {self.M}) (M = B.shape[1]), got {int(bad)}")
-        return arr.astype(np.int64)
+        return _checks.index_array(obs, "obs", self.M, what="symbols", bound_doc="M = B.shape[1]")
 
     def check_states(self, states) -> np.ndarray:
-        arr = np.asarray(states)
-        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
-            raise ValueError(f"states must be a 1-D integer sequence of shape (T,), got shape {arr.shape}, dtype {arr.dtype}")
-        if arr.size and (arr.min() < 0 or arr.max() >= self.N):
-            raise ValueError(f"states must be in [0, {self.N}) (N = A.shape[0])")
-        return arr.astype(np.int64)
+        """``states`` as a 1-D int64 array of hidden states in ``[0, N)``; ``ValueError`` otherwise."""
+        return _checks.index_array(states, "states", self.N, what="hidden states", bound_doc="N = A.shape[0]",
+                                   min_size=0)
 
     def _prior(self, prior) -> np.ndarray:
-        return self.pi if prior is None else _probability_vector(prior, "prior", self.N)
+        return self.pi if prior is None else _checks.probability_vector(prior, "prior", self.N)
 
     # -- generating data ----------------------------------------------------------------------
     def sample(self, T: int, seed=None):
         """Draw ``(states, obs)``, two int64 arrays of length ``T``, with ``numpy.random.default_rng(seed)``."""
-        if not isinstance(T, (int, np.integer)) or isinstance(T, bool) or T < 1:
-            raise ValueError(f"T must be a positive int, got {T!r}")
+        T = _checks.positive_int(T, "T")
         rng = np.random.default_rng(seed)
         u = rng.random(T)
         cum_pi, cum_A = np.cumsum(self.pi), np.cumsum(self.A, axis=1)
@@ -560,10 +506,9 @@ def dishonest_casino(p_fair_to_loaded: float = 0.05, p_loaded_to_fair: float = 0
     state 1 = loaded die; symbols 0..5 stand for faces 1..6.  The loaded die shows a six with
     probability ``p_six_loaded`` and each other face with ``(1 - p_six_loaded) / 5``.
     """
-    for name, v in (("p_fair_to_loaded", p_fair_to_loaded), ("p_loaded_to_fair", p_loaded_to_fair),
-                    ("p_six_loaded", p_six_loaded)):
-        if not (0.0 <= float(v) <= 1.0):
-            raise ValueError(f"{name} must be a probability in [0, 1], got {v!r}")
+    p_fair_to_loaded = _checks.probability(p_fair_to_loaded, "p_fair_to_loaded")
+    p_loaded_to_fair = _checks.probability(p_loaded_to_fair, "p_loaded_to_fair")
+    p_six_loaded = _checks.probability(p_six_loaded, "p_six_loaded")
     A = np.array([[1 - p_fair_to_loaded, p_fair_to_loaded],
                   [p_loaded_to_fair, 1 - p_loaded_to_fair]])
     loaded = np.full(6, (1 - p_six_loaded) / 5)

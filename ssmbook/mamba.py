@@ -117,7 +117,9 @@ class MambaBlock(nn.Module):
         for name, v in (("d_model", d_model), ("d_conv", d_conv), ("expand", expand)):
             _checks.positive_int(v, name)
         # the Triton kernels hold a channel's whole state in one program: N is capped there
-        _checks.positive_int(d_state, "d_state", maximum=_checks.kernel_max_state())
+        from .selective import MAX_STATE
+
+        _checks.positive_int(d_state, "d_state", maximum=MAX_STATE)
         _check_dt_range(dt_min, dt_max)
         if dt_rank == "auto":
             dt_rank = math.ceil(d_model / 16)

@@ -84,7 +84,7 @@ def setup(seed: int = 0, device: str | None = None, quiet: bool = False):
     """Pick the device, seed every RNG, set the book's figure style; return the device."""
     import torch
 
-    from . import __version__
+    from ._version import __version__
     from .plot import use_style
 
     dev = pick_device(device)

@@ -80,7 +80,7 @@ def work_closed_form(method: str, L: int) -> int:
     * Blelloch: up-sweep ``L − popcount(L)``, down-sweep ``L − 1 − ⌊log₂ L⌋``
       (``2L − 2 − log₂ L`` when ``L`` is a power of two).
     """
-    L = _check_length(L)
+    L = _checks.positive_int(L, "L")
     if method == "sequential":
         return L - 1
     if method == "hillis_steele":
@@ -93,7 +93,7 @@ def work_closed_form(method: str, L: int) -> int:
 
 def depth_closed_form(method: str, L: int) -> int:
     """Number of dependent levels: ``L − 1``; ``⌈log₂ L⌉``; ``⌊log₂ L⌋ + ⌊log₂(L/3)⌋ + 1`` (``L ≥ 3``)."""
-    L = _check_length(L)
+    L = _checks.positive_int(L, "L")
     if method == "sequential":
         return L - 1
     if method == "hillis_steele":
@@ -103,10 +103,6 @@ def depth_closed_form(method: str, L: int) -> int:
         down = (L // 3).bit_length() if L >= 3 else 0  # levels with some 3·2^(j−1) ≤ L
         return up + down
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-
-
-def _check_length(L):
-    return _checks.positive_int(L, "L")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -321,7 +317,7 @@ def trace_intervals(L: int, method: str = "blelloch"):
     Returns a list of ``(phase, positions written, lo, hi)`` (``lo``, ``hi``: int lists of length L),
     starting with the input (phase ``"input"``).
     """
-    L = _check_length(L)
+    L = _checks.positive_int(L, "L")
     if method not in METHODS:
         raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}")
     t = torch.arange(L)
@@ -337,26 +333,16 @@ def trace_intervals(L: int, method: str = "blelloch"):
 # The linear recurrence h_t = a_t h_{t-1} + b_t
 # --------------------------------------------------------------------------------------------------
 def _check_recurrence(a, b, h0):
-    for name, t in (("a", a), ("b", b)):
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor of shape (..., L), got {type(t).__name__}")
-        if t.dim() == 0 or t.shape[-1] == 0:
-            raise ValueError(f"{name} must have shape (..., L) with L >= 1, got {tuple(t.shape)}")
-        if not (t.is_floating_point() or t.is_complex()):
-            raise ValueError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
-    if a.shape != b.shape:
-        raise ValueError(f"b must have the shape of a (..., L) = {tuple(a.shape)}, got {tuple(b.shape)}")
-    if a.dtype != b.dtype:
-        raise ValueError(f"b must have the dtype of a ({a.dtype}), got {b.dtype}")
-    if a.device != b.device:
-        raise ValueError(f"b must be on the device of a ({a.device}), got {b.device}")
+    """``a``, ``b``: floating tensors of one shape ``(..., L)`` (L >= 1), dtype and device; ``h0``
+    (optional): a tensor of shape ``a.shape[:-1]`` with a's dtype and device."""
+    _checks.tensor(a, "a", shape_doc="(..., L)", complex_ok=True)
+    if a.dim() == 0 or a.shape[-1] == 0:
+        raise ValueError(f"a must have shape (..., L) with L >= 1, got {tuple(a.shape)}")
+    _checks.same_layout(b, "b", a, "a", shape_doc="(..., L)")
     if h0 is not None:
-        if not isinstance(h0, torch.Tensor) or h0.shape != a.shape[:-1]:
-            got = tuple(h0.shape) if isinstance(h0, torch.Tensor) else type(h0).__name__
-            raise ValueError(f"h0 must be a tensor of shape a.shape[:-1] = {tuple(a.shape[:-1])}, got {got}")
-        if h0.dtype != a.dtype or h0.device != a.device:
-            raise ValueError(f"h0 must have the dtype and device of a ({a.dtype}, {a.device}), "
-                             f"got {h0.dtype}, {h0.device}")
+        _checks.tensor(h0, "h0", shape=a.shape[:-1], shape_doc=f"a.shape[:-1] = {tuple(a.shape[:-1])}",
+                       complex_ok=True)
+        _checks.same_dtype_device(h0, "h0", a, what="a")
 
 
 def linear_recurrence(a, b, h0=None, method="hillis_steele", stats: ScanStats | None = None):

@@ -21,7 +21,7 @@ import scipy.integrate
 import scipy.linalg
 
 from . import _checks
-from .discretize import _check_AB, zoh
+from .discretize import zoh
 from .s4 import kernel as s4_kernel
 
 __all__ = ["ContinuousSSM", "is_stable", "recurrence", "recurrence_diag", "kernel", "causal_convolve",
@@ -30,9 +30,7 @@ __all__ = ["ContinuousSSM", "is_stable", "recurrence", "recurrence_diag", "kerne
 
 def is_stable(A, margin: float = 0.0) -> bool:
     """True when every eigenvalue of A has real part < -margin (asymptotic stability of h' = Ah)."""
-    A = _checks.array(A, "A", min_size=0)
-    if A.ndim != 2 or A.shape[0] != A.shape[1]:
-        raise ValueError(f"A must be a square matrix of shape (N, N), got shape {A.shape}")
+    A = _checks.square_matrix(A, "A", min_size=0)
     margin = _checks.real_scalar(margin, "margin")
     return bool(np.all(np.linalg.eigvals(A).real < -margin))
 
@@ -47,11 +45,10 @@ class ContinuousSSM:
     """
 
     def __init__(self, A, B, C, D=0.0):
-        A, B = _check_AB(A, B)
+        A = _checks.square_matrix(A, "A")
         N = A.shape[0]
-        C = _checks.array(C, "C", min_size=0)
-        if C.ndim not in (1, 2) or C.shape[-1] != N:
-            raise ValueError(f"C must have shape (N,) or (P, N) with N = {N}, got shape {C.shape}")
+        B = _checks.vector_or_matrix(B, "B", N)
+        C = _checks.vector_or_matrix(C, "C", N, axis=-1)
         self.siso = B.ndim == 1 and C.ndim == 1
         self.A = A
         self.B = B.reshape(N, -1)
@@ -60,8 +57,8 @@ class ContinuousSSM:
         D = _checks.array(D, "D", min_size=0)
         if D.ndim == 0:
             if self.M != self.P and D != 0:
-                raise ValueError(f"a scalar D needs as many inputs as outputs (M = {self.M}, "
-                                 f"P = {self.P}); pass D of shape (P, M)")
+                raise ValueError(f"D must have shape (P, M) = {(self.P, self.M)} when M != P (a scalar "
+                                 f"D needs as many inputs as outputs), got the scalar {float(D)!r}")
             D = D * np.eye(self.P, self.M)
         elif D.shape != (self.P, self.M):
             raise ValueError(f"D must be a scalar or have shape (P, M) = {(self.P, self.M)}, "
@@ -88,13 +85,8 @@ class ContinuousSSM:
         return float(1.0 / np.min(-re))
 
     # ------------------------------------------------------------------ helpers
-    def _check_times(self, t) -> np.ndarray:
-        t = _checks.array(t, "t", min_size=0)
-        if t.ndim != 1 or t.shape[0] == 0:
-            raise ValueError(f"t must be a non-empty 1-D array of times, got shape {t.shape}")
-        return t
-
-    def _check_input(self, x, L) -> np.ndarray:
+    def _input_array(self, x, L) -> np.ndarray:
+        """The sampled input ``x`` as ``(L, M)`` float64 (``(L,)`` accepted when M = 1)."""
         x = _checks.array(x, "x", min_size=0)
         if self.M == 1 and x.shape == (L,):
             return x.reshape(L, 1)
@@ -114,7 +106,7 @@ class ContinuousSSM:
         reuse one matrix exponential, exp(t_k A) = exp(t_0 A) exp(dt A)^k; other grids call
         ``scipy.linalg.expm`` once per time.
         """
-        t = self._check_times(t)
+        t = _checks.time_grid(t, "t")
         L = t.shape[0]
         out = np.empty((L, self.P, self.M))
         dt = np.diff(t)
@@ -145,16 +137,12 @@ class ContinuousSSM:
         y_k = C h(t_k) + D x(t_k).  Returns y of shape (L,) (SISO) or (L, P); with
         ``return_state=True`` returns ``(y, h)`` with h of shape (L, N).
         """
-        t = self._check_times(t)
+        t = _checks.time_grid(t, "t", increasing=True)
         L = t.shape[0]
-        if np.any(np.diff(t) <= 0):
-            raise ValueError("t must be strictly increasing")
         if h0 is None:
             h = np.zeros(self.N)
         else:
-            h = _checks.array(h0, "h0", min_size=0)
-            if h.shape != (self.N,):
-                raise ValueError(f"h0 must have shape (N,) = ({self.N},), got shape {h.shape}")
+            h = _checks.array(h0, "h0", shape=(self.N,), shape_doc=f"(N,) = ({self.N},)", min_size=0)
         H = np.empty((L, self.N))
         if callable(x):
             def xvec(s):
@@ -174,7 +162,7 @@ class ContinuousSSM:
                     raise RuntimeError(sol.message)
                 H[:] = sol.y.T
         else:
-            Xs = self._check_input(x, L)
+            Xs = self._input_array(x, L)
             if method not in ("exact", "ode"):
                 raise ValueError(f"method must be 'exact' or 'ode', got {method!r}")
             H[0] = h
@@ -199,16 +187,11 @@ class ContinuousSSM:
 
 # ----------------------------------------------------------------------------- discrete views
 def _check_discrete(Ab, Bb, C):
-    Ab = _checks.array(Ab, "Ab", min_size=0)
-    if Ab.ndim != 2 or Ab.shape[0] != Ab.shape[1]:
-        raise ValueError(f"Ab must be a square matrix of shape (N, N), got shape {Ab.shape}")
+    """The matrices of a discrete SISO system: ``Ab (N, N)``, ``Bb (N,)``, ``C (N,)``, float64."""
+    Ab = _checks.square_matrix(Ab, "Ab", min_size=0)
     N = Ab.shape[0]
-    Bb = _checks.array(Bb, "Bb", min_size=0)
-    if Bb.shape != (N,):
-        raise ValueError(f"Bb must have shape (N,) = ({N},) (one input), got shape {Bb.shape}")
-    C = _checks.array(C, "C", min_size=0)
-    if C.shape != (N,):
-        raise ValueError(f"C must have shape (N,) = ({N},) (one output), got shape {C.shape}")
+    Bb = _checks.array(Bb, "Bb", shape=(N,), shape_doc=f"(N,) = ({N},) (one input)", min_size=0)
+    C = _checks.array(C, "C", shape=(N,), shape_doc=f"(N,) = ({N},) (one output)", min_size=0)
     return Ab, Bb, C
 
 
@@ -218,13 +201,10 @@ def recurrence(Ab, Bb, C, x, D: float = 0.0, h0=None):
     Ab (N, N), Bb (N,), C (N,), x (L,).  A plain float64 loop; returns y of shape (L,).
     """
     Ab, Bb, C = _check_discrete(Ab, Bb, C)
-    x = _checks.array(x, "x", min_size=0)
-    if x.ndim != 1:
-        raise ValueError(f"x must have shape (L,), got shape {x.shape}")
+    x = _checks.array(x, "x", ndim=1, shape_doc="(L,)", min_size=0)
     D = _checks.real_scalar(D, "D")
-    h = np.zeros(Ab.shape[0]) if h0 is None else _checks.array(h0, "h0", min_size=0)
-    if h.shape != (Ab.shape[0],):
-        raise ValueError(f"h0 must have shape (N,) = ({Ab.shape[0]},), got shape {h.shape}")
+    N = Ab.shape[0]
+    h = np.zeros(N) if h0 is None else _checks.array(h0, "h0", shape=(N,), shape_doc=f"(N,) = ({N},)", min_size=0)
     y = np.empty(x.shape[0])
     for k in range(x.shape[0]):
         h = Ab @ h + Bb * x[k]
@@ -241,18 +221,11 @@ def recurrence_diag(ab, bb, c, x):
     """
     import scipy.signal
 
-    ab = _checks.array(ab, "ab", complex_ok=True, min_size=0)
-    if ab.ndim != 1 or ab.shape[0] == 0:
-        raise ValueError(f"ab must have shape (N,), got shape {ab.shape}")
+    ab = _checks.array(ab, "ab", ndim=1, shape_doc="(N,)", complex_ok=True)
     N = ab.shape[0]
-    bb = _checks.array(bb, "bb", complex_ok=True, min_size=0)
-    c = _checks.array(c, "c", complex_ok=True, min_size=0)
-    for name, v in (("bb", bb), ("c", c)):
-        if v.shape != (N,):
-            raise ValueError(f"{name} must have shape (N,) = ({N},), got shape {v.shape}")
-    x = _checks.array(x, "x", min_size=0)
-    if x.ndim != 1:
-        raise ValueError(f"x must have shape (L,), got shape {x.shape}")
+    bb = _checks.array(bb, "bb", shape=(N,), shape_doc=f"(N,) = ({N},)", complex_ok=True, min_size=0)
+    c = _checks.array(c, "c", shape=(N,), shape_doc=f"(N,) = ({N},)", complex_ok=True, min_size=0)
+    x = _checks.array(x, "x", ndim=1, shape_doc="(L,)", min_size=0)
     y = np.zeros(x.shape[0], dtype=np.result_type(ab, bb, c, np.float64))
     for n in range(N):
         y = y + c[n] * scipy.signal.lfilter([bb[n]], [1.0, -ab[n]], x)
@@ -268,10 +241,8 @@ def kernel(Ab, Bb, C, L: int):
 
 def causal_convolve(K, x):
     """y_k = Σ_{j≤k} K_j x_{k-j} for 1-D K and x of the same length L (direct sum, float64)."""
-    K = _checks.array(K, "K", min_size=0)
-    x = _checks.array(x, "x", min_size=0)
-    if K.ndim != 1 or x.shape != K.shape:
-        raise ValueError(f"K and x must be 1-D of the same length, got shapes {K.shape} and {x.shape}")
+    K = _checks.array(K, "K", ndim=1, shape_doc="(L,)", min_size=0)
+    x = _checks.array(x, "x", shape=K.shape, shape_doc=f"(L,) = {K.shape} (K's shape)", min_size=0)
     return np.convolve(K, x)[: x.shape[0]]
 
 
@@ -313,9 +284,8 @@ def transfer_function(ssm: ContinuousSSM, s) -> np.ndarray:
     """
     if not isinstance(ssm, ContinuousSSM):
         raise TypeError(f"ssm must be a ContinuousSSM, got {type(ssm).__name__}")
-    s_arr = np.asarray(s)
-    if s_arr.dtype.kind not in "iufc" or s_arr.ndim > 1:
-        raise ValueError(f"s must be a number or a 1-D array of numbers, got {s!r}")
+    s_arr = _checks.array(s, "s", ndim=(0, 1), shape_doc="() or (K,) (a number or a 1-D array of numbers)",
+                          complex_ok=True, min_size=0)
     flat = np.atleast_1d(s_arr).astype(complex)
     eye = np.eye(ssm.N)
     out = np.empty((flat.shape[0], ssm.P, ssm.M), dtype=complex)
@@ -347,19 +317,16 @@ def kalman_filter(F, H, Q, R, obs, m0, P0):
     Returns ``(means (T, n), covs (T, n, n), gains (T, n, p), loglik)`` where ``loglik`` is
     log p(o_{1:T}) = Σ_t log N(o_t; H m⁻, S).
     """
-    F, H, Q, R, P0 = (np.asarray(v, dtype=float) for v in (F, H, Q, R, P0))
-    m0 = np.asarray(m0, dtype=float)
-    obs = np.asarray(obs, dtype=float)
-    if F.ndim != 2 or F.shape[0] != F.shape[1]:
-        raise ValueError(f"F must be a square (n, n) matrix, got shape {F.shape}")
+    F = _checks.square_matrix(F, "F", shape_doc="(n, n)")
     n = F.shape[0]
-    if H.ndim != 2 or H.shape[1] != n:
+    H = _checks.array(H, "H", ndim=2, shape_doc=f"(p, n) with n = {n}")
+    if H.shape[1] != n:
         raise ValueError(f"H must have shape (p, n) with n = {n}, got shape {H.shape}")
     p = H.shape[0]
-    for name, val, shape in (("Q", Q, (n, n)), ("R", R, (p, p)), ("P0", P0, (n, n)), ("m0", m0, (n,))):
-        if val.shape != shape:
-            raise ValueError(f"{name} must have shape {shape}, got shape {val.shape}")
-    if obs.ndim != 2 or obs.shape[1] != p or obs.shape[0] < 1:
+    Q, R, P0, m0 = (_checks.array(v, name, shape=shape, shape_doc=str(shape))
+                    for name, v, shape in (("Q", Q, (n, n)), ("R", R, (p, p)), ("P0", P0, (n, n)), ("m0", m0, (n,))))
+    obs = _checks.array(obs, "obs", ndim=2, shape_doc=f"(T, p) with T >= 1 and p = {p}", min_size=0)
+    if obs.shape[1] != p or obs.shape[0] < 1:
         raise ValueError(f"obs must have shape (T, p) with T >= 1 and p = {p}, got shape {obs.shape}")
     T = obs.shape[0]
     means, covs, gains = np.empty((T, n)), np.empty((T, n, n)), np.empty((T, n, p))

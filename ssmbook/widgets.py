@@ -35,6 +35,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import _checks
+
 MAX_FRAMES = 96
 
 
@@ -53,7 +55,7 @@ class Slider:
         if len(self.values) == 0:
             raise ValueError("values must hold at least one value")
         if self.value not in self.values:
-            raise ValueError(f"value={self.value!r} is not one of the slider's values {list(self.values)}")
+            raise ValueError(f"value must be one of the slider's values {list(self.values)}, got {self.value!r}")
         if not self.labels:
             self.labels = tuple(self.format(v) for v in self.values)
 
@@ -91,17 +93,12 @@ def _grid_default(values, value, scale: str):
 
 def _grid_size(kind: str, lo, hi, n, positive: bool = False) -> int:
     """Check a slider's range and grid size; return the grid size as an int."""
-    for name, x in (("lo", lo), ("hi", hi)):
-        if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(x):
-            raise ValueError(f"{kind}: {name} must be a finite number, got {x!r}")
+    lo, hi = _checks.real_scalar(lo, "lo"), _checks.real_scalar(hi, "hi")
     if positive and not lo > 0:
-        raise ValueError(f"{kind} needs 0 < lo < hi, got lo={lo}, hi={hi}")
+        raise ValueError(f"lo must be > 0 for the log scale of {kind} (0 < lo < hi), got lo={lo}, hi={hi}")
     if not hi > lo:
-        raise ValueError(f"{kind} needs lo < hi, got lo={lo}, hi={hi}")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
-        raise ValueError(f"{kind}: n must be an integer of at least 2, got {n!r}")
-    return int(n)
+        raise ValueError(f"hi must be > lo ({kind} needs lo < hi), got lo={lo}, hi={hi}")
+    return _checks.positive_int(n, "n", minimum=2)
 
 
 def log_slider(lo: float, hi: float, n: int = 9, value: float | None = None, description: str = "",
@@ -243,19 +240,18 @@ class Explorer:
         if not callable(draw):
             raise ValueError("draw must be callable as draw(fig, **values)")
         if not sliders:
-            raise ValueError("an Explorer needs at least one slider")
+            raise ValueError("sliders must hold at least one slider (keyword arguments name=Slider), got none")
         for name, s in sliders.items():
             if not isinstance(s, Slider):
                 raise ValueError(f"slider {name!r} must be a Slider (use log_slider, linear_slider or "
                                  f"choice_slider), got {type(s).__name__}")
         n = math.prod(len(s.values) for s in sliders.values())
         if n > MAX_FRAMES:
-            raise ValueError(f"the sliders span {n} combinations; the static twin allows at most "
-                             f"{MAX_FRAMES}: use fewer grid values")
+            raise ValueError(f"sliders must span at most {MAX_FRAMES} combinations (the frames of the "
+                             f"static twin), got {n}: use fewer grid values")
         if len(figsize) != 2 or not all(isinstance(x, (int, float)) and 0 < x < 50 for x in figsize):
             raise ValueError(f"figsize must be (width, height) in inches, each in (0, 50), got {figsize!r}")
-        if not (isinstance(pixel_ratio, (int, float)) and 1 <= pixel_ratio <= 4):
-            raise ValueError(f"pixel_ratio must be a number in [1, 4], got {pixel_ratio!r}")
+        pixel_ratio = _checks.real_scalar(pixel_ratio, "pixel_ratio", low=1, high=4)
         self.draw = draw
         self.sliders = dict(sliders)
         self.figsize = tuple(float(x) for x in figsize)
@@ -287,12 +283,12 @@ class Explorer:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        if layout not in self.LAYOUTS:
-            raise ValueError(f"layout must be one of {self.LAYOUTS}, got {layout!r}")
+        _checks.one_of(layout, "layout", self.LAYOUTS)
         params = {name: s.value for name, s in self.sliders.items()}
         unknown = set(values) - set(params)
         if unknown:
-            raise ValueError(f"unknown slider(s) {sorted(unknown)}; this explorer has {sorted(params)}")
+            raise ValueError(f"values must name sliders of this explorer {sorted(params)}, "
+                             f"got unknown slider(s) {sorted(unknown)}")
         params.update(values)
         t0 = time.perf_counter()
         positions = self._positions.get(layout)

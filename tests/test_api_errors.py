@@ -5,10 +5,12 @@ each call must raise a ``ValueError`` or ``TypeError`` whose message names ``arg
 subject (``"<arg> must ..."``), so the error blames the argument that is wrong.  A public
 callable missing from the table fails :func:`test_every_public_callable_has_cases`, so new API
 cannot slip through without its misuse cases.  Callables that take no argument are listed in
-``NO_ARGUMENTS``.  The walk prints its counts: cases, clear, unclear (an error that does not name
-the argument, or of another type) and silent (no error at all).
+``NO_ARGUMENTS``.  The walk runs per module (``-k hmm`` selects one) and counts each case as
+clear, unclear (an error that does not name the argument, or of another type) or silent (no
+error at all); :func:`test_counts_summary` prints the table of counts per module and in total,
+and ``python tests/test_api_errors.py`` prints the same table.
 """
-import importlib
+import functools
 import pkgutil
 import re
 
@@ -699,22 +701,44 @@ def test_every_public_callable_has_cases():
     assert not stale, f"table entries for names that no longer exist: {stale}"
 
 
-def test_bad_input_gets_a_clear_error(capsys):
-    counts = {"clear": 0, "unclear": 0, "silent": 0}
-    bad = []
-    for name, cases in CASES.items():
-        for label, call, arg in cases:
-            verdict, detail = classify(call, arg)
-            counts[verdict] += 1
-            if verdict != "clear":
-                bad.append(f"{verdict:8s} {name} [{label}] (should name {arg!r}) {detail[:160]}")
-    total = sum(counts.values())
+@functools.cache
+def verdicts(module: str) -> tuple:
+    """``(name, label, arg, verdict, detail)`` for every misuse case of ``module``'s callables."""
+    return tuple((name, label, arg, *classify(call, arg))
+                 for name, cases in CASES.items() if name.split(".")[0] == module
+                 for label, call, arg in cases)
+
+
+def counts_table() -> tuple[str, dict]:
+    """The walk's counts per module and in total, as a text table, and the totals."""
+    rows, total = [], {"cases": 0, "clear": 0, "unclear": 0, "silent": 0}
+    for module in sorted(MODULES):
+        found = [v[3] for v in verdicts(module)]
+        row = {"cases": len(found), **{k: found.count(k) for k in ("clear", "unclear", "silent")}}
+        rows.append(f"  {module:12s} {row['cases']:6d} {row['clear']:6d} {row['unclear']:8d} {row['silent']:7d}")
+        total = {k: total[k] + row[k] for k in total}
+    head = f"  {'module':12s} {'cases':>6s} {'clear':>6s} {'unclear':>8s} {'silent':>7s}"
+    foot = f"  {'all':12s} {total['cases']:6d} {total['clear']:6d} {total['unclear']:8d} {total['silent']:7d}"
+    return "\n".join(["api errors walk:", head, *rows, foot]), total
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_bad_input_gets_a_clear_error(module):
+    found = verdicts(module)
+    assert found, f"{module} has no misuse cases"
+    bad = [f"{verdict:8s} {name} [{label}] (should name {arg!r}) {detail[:160]}"
+           for name, label, arg, verdict, detail in found if verdict != "clear"]
+    assert not bad, f"{len(bad)} of {len(found)} misuses of {module} without a clear error:\n" + "\n".join(bad)
+
+
+def test_counts_summary(capsys):
+    """Print the walk's counts (cases, clear, unclear, silent) per module and in total; the
+    numbers add up, and every case has exactly one verdict."""
+    table, total = counts_table()
     with capsys.disabled():
-        print(f"\napi errors: {total} cases, {counts['clear']} clear, {counts['unclear']} unclear, "
-              f"{counts['silent']} silent")
-        for line in bad:
-            print("  " + line)
-    assert not bad, f"{len(bad)} of {total} misuses without a clear error"
+        print("\n" + table)
+    assert total["cases"] == sum(len(c) for c in CASES.values())
+    assert total["cases"] == total["clear"] + total["unclear"] + total["silent"]
 
 
 @pytest.mark.parametrize("name", sorted(NO_ARGUMENTS))
@@ -722,3 +746,7 @@ def test_callables_without_arguments_reject_arguments(name):
     mod, attr = name.split(".")
     with pytest.raises(TypeError):
         getattr(MODULES[mod], attr)(object())
+
+
+if __name__ == "__main__":
+    print(counts_table()[0])

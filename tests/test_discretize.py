@@ -300,7 +300,7 @@ def test_diag_rules_reject_bad_input():
 
 def test_torch_rules_reject_bad_input():
     a = torch.zeros(2, 3)
-    with pytest.raises(ValueError, match=r"b must be a tensor of a's shape \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"b must have shape a.shape = \(2, 3\)"):
         dz.zoh_diag_torch(a, torch.zeros(3), 0.1)
     with pytest.raises(ValueError, match=r"delta must be 0-dim or have shape a.shape\[:-1\] = \(2,\)"):
         dz.zoh_diag_torch(a, torch.zeros(2, 3), torch.ones(3))

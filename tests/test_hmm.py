@@ -329,11 +329,11 @@ def _ok():
     (dict(pi=[1.5, -0.5]), r"pi must be non-negative"),
     (dict(pi=[1.0]), r"pi must have shape \(2,\)"),
     (dict(pi=[[0.5, 0.5]]), r"pi must have shape \(2,\)"),
-    (dict(pi=[0.5, np.nan]), r"pi must be finite"),
+    (dict(pi=[0.5, np.nan]), r"pi must contain only finite values"),
     (dict(A=[[0.9, 0.1], [0.3, 0.8]]), r"A must sum to 1 .*\(row 1\)"),
     (dict(A=[[1.1, -0.1], [0.2, 0.8]]), r"A must be non-negative"),
-    (dict(A=[[0.5, 0.5, 0.0], [0.2, 0.8, 0.0]]), r"A must be square"),
-    (dict(A=[0.5, 0.5]), r"A must have shape \(N, N\)"),
+    (dict(A=[[0.5, 0.5, 0.0], [0.2, 0.8, 0.0]]), r"A must be a square matrix of shape \(N, N\)"),
+    (dict(A=[0.5, 0.5]), r"A must be a square matrix of shape \(N, N\)"),
     (dict(A=[["a", "b"], ["c", "d"]]), r"A must be a real"),
     (dict(B=[[0.5, 0.5]]), r"B must have shape \(2, M\)"),
     (dict(B=[[0.5, 0.25, 0.25], [0.1, 0.1, 0.7]]), r"B must sum to 1 .*\(row 1\)"),
@@ -384,7 +384,7 @@ def test_other_argument_validation():
             hmm.sample(T, seed=0)
     with pytest.raises(ValueError, match=r"states must have the same shape as obs"):
         hmm.log_joint(np.array([0, 1]), obs)
-    with pytest.raises(ValueError, match=r"states must be in \[0, 2\)"):
+    with pytest.raises(ValueError, match=r"states must be hidden states in \[0, 2\)"):
         hmm.log_joint(np.array([0, 1, 2]), obs)
     with pytest.raises(ValueError, match=r"too long for brute force"):
         brute_force_likelihood(hmm, np.zeros(25, dtype=np.int64))

@@ -103,7 +103,7 @@ def test_zoh_diag_and_full_zoh_against_mpmath(a, delta, M):
 
 # ------------------------------------------------------------------------------ hmm
 @FEW
-@given(T=st.integers(1, 600), stick=st.floats(0.0, 1e-6), peak=st.floats(0.9, 0.999), seed=seeds)
+@given(T=st.integers(1, 600), stick=st.floats(0.0, 1e-6, allow_subnormal=False), peak=st.floats(0.9, 0.999), seed=seeds)
 def test_forward_as_scan_matches_log_forward_on_sticky_chains(T, stick, peak, seed):
     rng = np.random.default_rng(seed)
     A = np.array([[1 - stick, stick], [stick, 1 - stick]])

@@ -183,7 +183,7 @@ def test_errors_name_the_argument():
     a = torch.rand(3, 10)
     with pytest.raises(ValueError, match=r"b must have the shape of a \(\.\.\., L\)"):
         S.linear_recurrence(a, torch.rand(1, 10))
-    with pytest.raises(ValueError, match=r"h0 must be a tensor of shape a.shape\[:-1\] = \(3,\)"):
+    with pytest.raises(ValueError, match=r"h0 must have shape a.shape\[:-1\] = \(3,\)"):
         S.linear_recurrence(a, a, h0=torch.zeros(3, 1))
     with pytest.raises(ValueError, match="h0 must have the dtype"):
         S.linear_recurrence(a, a, h0=torch.zeros(3, dtype=torch.float64))
@@ -193,7 +193,7 @@ def test_errors_name_the_argument():
         S.linear_recurrence(a, [1.0])
     with pytest.raises(ValueError, match="a must have shape .* L >= 1"):
         S.linear_recurrence(torch.zeros(3, 0), torch.zeros(3, 0))
-    with pytest.raises(ValueError, match="a must be a floating-point tensor"):
+    with pytest.raises(ValueError, match="a must be a floating-point or complex tensor"):
         S.linear_recurrence(torch.ones(3, dtype=torch.int64), torch.ones(3, dtype=torch.int64))
     with pytest.raises(ValueError, match="method must be one of"):
         S.linear_recurrence(a, a, method="fast")
