@@ -77,7 +77,8 @@ def dump(out_dir, arch):
 
 def normalise(ptx, renames=RENAMES):
     """PTX without source positions (``.loc``/``.file`` lines and the ``.debug_*`` sections, which
-    hold file names, line numbers and the names of inlined helpers) and with the old names of the
+    hold file names, line numbers and the names of inlined helpers), without ``//`` comments (the
+    compiler aligns them after the names, so a rename moves them), and with the old names of the
     kernels and helpers replaced by the new ones (also inside ``<name>_param_0`` and the like)."""
     lines, in_debug = [], False
     for ln in ptx.splitlines():
@@ -89,7 +90,9 @@ def normalise(ptx, renames=RENAMES):
             continue
         if re.match(r"\s*\.(loc|file)\b", ln):
             continue
-        lines.append(ln)
+        code = re.sub(r"\s*//.*$", "", ln)   # comments: the assembler's, padded to a column
+        if code.strip() or not ln.strip():
+            lines.append(code)
     text = "\n".join(lines)
     for old in sorted(renames, key=len, reverse=True):   # a longer name first, replaced whole
         text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(old)}(?![A-Za-z0-9])", renames[old], text)

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _checks
+from . import selective as sel
 from torch import nn
 
 __all__ = ["MambaBlock", "MambaLM", "MambaState", "RMSNorm", "S4LM", "dt_bias_init", "s4d_real_A_log",
@@ -191,8 +192,6 @@ class MambaBlock(nn.Module):
     # ---- sequence mode -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, L, d_model) → (batch, L, d_model), all positions at once (the scan)."""
-        from . import selective as sel  # late import: ssmbook.selective re-exports this module
-
         self._check_input(x)
         L = x.shape[1]
         xz = self.in_proj(x)
