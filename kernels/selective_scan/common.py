@@ -17,10 +17,11 @@ import triton.language as tl
 
 
 @triton.jit
-def combine(a_left, b_left, a_right, b_right):
-    # The scan operator of a first-order linear recurrence: first apply (a_left, b_left), then
-    # (a_right, b_right). It is associative, which is all tl.associative_scan needs.
-    return a_right * a_left, a_right * b_left + b_right
+def combine(a_earlier, b_earlier, a_later, b_later):
+    # The scan operator of a first-order linear recurrence: first apply the earlier step
+    # h -> a_earlier h + b_earlier, then the later one. It is associative, which is all
+    # tl.associative_scan needs.
+    return a_later * a_earlier, a_later * b_earlier + b_later
 
 
 @triton.jit
