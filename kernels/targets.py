@@ -46,8 +46,10 @@ CASES = [
 
 TARGETS = [("cuda", 75, 32), ("cuda", 80, 32), ("cuda", 90, 32)]
 
-KERNEL_NAMES = ("_selective_scan_fwd_kernel", "_selective_scan_fwd_loop_kernel",
-                "_selective_scan_bwd_kernel", "_selective_scan_bwd_loop_kernel")
+#: The kernels, by the module of ``ssmbook.kernels.selective_scan`` whose launchers call them.
+KERNELS = {"chunk": ("chunk_fwd_kernel", "chunk_bwd_kernel"),
+           "fused_recurrent": ("recurrent_fwd_kernel", "recurrent_bwd_kernel")}
+KERNEL_NAMES = tuple(name for names in KERNELS.values() for name in names)
 
 
 class _Recorder:
@@ -64,41 +66,59 @@ class _Recorder:
 
 @contextlib.contextmanager
 def _recording(log):
-    from . import selective_scan as ks
+    import importlib
 
-    saved = {name: getattr(ks, name) for name in KERNEL_NAMES}
-    saved_check = ks._check_device
+    from .selective_scan import interface
+
+    modules = {m: importlib.import_module(f"{__package__}.selective_scan.{m}") for m in KERNELS}
+    saved = [(mod, name, getattr(mod, name)) for m, mod in modules.items() for name in KERNELS[m]]
+    saved_check = interface.check_device
     try:
-        for name, fn in saved.items():
-            setattr(ks, name, _Recorder(name, fn, log))
-        ks._check_device = lambda u: None   # CPU tensors stand in for CUDA ones: nothing runs
+        for mod, name, fn in saved:
+            setattr(mod, name, _Recorder(name, fn, log))
+        interface.check_device = lambda u: None   # CPU tensors stand in for CUDA ones: nothing runs
         yield
     finally:
-        for name, fn in saved.items():
-            setattr(ks, name, fn)
-        ks._check_device = saved_check
+        for mod, name, fn in saved:
+            setattr(mod, name, fn)
+        interface.check_device = saved_check
 
 
-def record_launches(cases=CASES):
-    """Run the host code of each case with recording kernels; return the distinct launches as a
-    list of dicts (kernel, jit function, args, meta, cases that launch it). Two launches are the
-    same variant when their constexprs, options and argument dtypes agree."""
+def _inputs(batch, dim, L, N, groups, D, z, delta_bias, delta_softplus, dtype):
+    """Arguments of ``selective_scan_triton`` with the shapes and dtypes of a case (their values do
+    not matter: nothing runs). A, D and delta_bias stay float32 with 16-bit activations."""
     import torch
 
-    from ..selective import random_inputs
-    from . import selective_scan as ks
+    act = dict(dtype=dtype)
+    par = dict(dtype=torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype)
+    bc = (batch, N, L) if groups == 0 else (batch, groups, N, L)
+    return dict(u=torch.randn(batch, dim, L, **act), delta=torch.rand(batch, dim, L, **act),
+                A=-torch.rand(dim, N, **par), B=torch.randn(*bc, **act), C=torch.randn(*bc, **act),
+                D=torch.randn(dim, **par) if D else None,
+                z=torch.randn(batch, dim, L, **act) if z else None,
+                delta_bias=torch.rand(dim, **par) if delta_bias else None,
+                delta_softplus=delta_softplus)
+
+
+def record_launches(cases=CASES, config=None):
+    """Run the host code of each case with recording kernels (``config``: a KernelConfig, None for
+    the defaults); return the distinct launches as a list of dicts (kernel, jit function, args,
+    meta, cases that launch it). Two launches are the same variant when their constexprs, options
+    and argument dtypes agree."""
+    import torch
+
+    from .selective_scan import selective_scan_triton
 
     variants = {}
     for name, (batch, dim, L, N, groups), dtype, (D, z, bias, softplus), grad in cases:
         log = []
-        kw = random_inputs(batch, dim, L, N, groups, D=D, z=z, delta_bias=bias,
-                           delta_softplus=softplus, dtype=getattr(torch, dtype), seed=0)
+        kw = _inputs(batch, dim, L, N, groups, D, z, bias, softplus, getattr(torch, dtype))
         if grad:
             for key in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"):
                 if kw[key] is not None:
                     kw[key].requires_grad_(True)
         with _recording(log):
-            out = ks.selective_scan_triton(**kw)
+            out = selective_scan_triton(**kw, config=config)
             if grad:
                 out.backward(torch.ones_like(out))
         for kname, fn, args, meta in log:

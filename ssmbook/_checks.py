@@ -374,3 +374,79 @@ def state_batch(state_shape, batch: int, name: str, expected) -> None:
             hint = f" (it was built for batch {state_shape[0]}, the input has batch {batch})"
         raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(state_shape)}{hint}")
 
+
+
+# ------------------------------------------------------------------------------------ selective scan
+#: The largest state size N of the selective scan (the Triton kernels hold a channel's whole state
+#: in one program).
+SELECTIVE_MAX_STATE = 256
+
+
+def selective_scan_inputs(u, delta, A, B, C, D=None, z=None, delta_bias=None):
+    """Validate the arguments of a selective scan (``ssmbook.selective.selective_scan`` and the
+    Triton kernels of ``ssmbook.kernels``); raise ``ValueError`` naming the culprit.
+
+    Returns ``(batch, dim, L, N, groups)``, with ``groups = 0`` for the shared layout
+    ``(batch, N, L)`` of B and C.
+    """
+    import torch
+
+    floats = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+    named = dict(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
+    for name, t in named.items():
+        if t is None and name in ("D", "z", "delta_bias"):
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dtype not in floats:
+            raise ValueError(
+                f"{name} must have a real floating dtype (float16, bfloat16, float32 or float64), "
+                f"got {t.dtype}"
+            )
+    if u.dim() != 3:
+        raise ValueError(f"u must have shape (batch, dim, L), got {describe(u)}")
+    batch, dim, L = u.shape
+    if batch < 1 or dim < 1 or L < 1:
+        raise ValueError(f"u must have batch, dim and L all ≥ 1, got shape {tuple(u.shape)}")
+    # the first argument's layout first: A fixes dim, so u given as (batch, L, dim) is caught
+    # here and reported as u's mistake, not as a mismatch of the arguments checked after it
+    if A.dim() == 2 and A.shape[0] != dim and u.shape[2] == A.shape[0]:
+        raise ValueError(
+            f"u must have shape (batch, dim, L) with dim = A.shape[0] = {A.shape[0]}, got shape "
+            f"{tuple(u.shape)}: it looks like (batch, L, dim); pass u.transpose(1, 2)")
+    for name in ("delta", "z"):
+        t = named[name]
+        if t is not None and tuple(t.shape) != (batch, dim, L):
+            raise ValueError(
+                f"{name} must have shape (batch, dim, L) = {(batch, dim, L)}, got {describe(t)}")
+        if t is not None and t.dtype != u.dtype:
+            raise ValueError(f"{name} must have the dtype of u ({u.dtype}), got {t.dtype}")
+    if A.dim() != 2 or A.shape[0] != dim:
+        raise ValueError(f"A must have shape (dim, N) = ({dim}, N), got {describe(A)}")
+    N = A.shape[1]
+    if not 1 <= N <= SELECTIVE_MAX_STATE:
+        raise ValueError(f"A must have shape (dim, N) with 1 ≤ N ≤ {SELECTIVE_MAX_STATE}, got N = {N}")
+    for name in ("B", "C"):
+        t = named[name]
+        if t.dim() not in (3, 4):
+            raise ValueError(f"{name} must have shape (batch, N, L) or (batch, groups, N, L), got {describe(t)}")
+        if t.dim() == 4 and (t.shape[1] < 1 or dim % t.shape[1] != 0):
+            raise ValueError(f"{name} must have groups dividing dim = {dim}, got shape {tuple(t.shape)}")
+        expected = (batch, N, L) if t.dim() == 3 else (batch, t.shape[1], N, L)
+        if tuple(t.shape) != expected:
+            layout = "(batch, N, L)" if t.dim() == 3 else "(batch, groups, N, L)"
+            hint = ""
+            if t.shape[-2:] == (L, N) and L != N:
+                hint = f"; it looks like {layout[:-5]}L, N); pass {name}.transpose(-1, -2)"
+            raise ValueError(f"{name} must have shape {layout} = {expected}, got {describe(t)}{hint}")
+    if B.shape != C.shape:
+        raise ValueError(f"C must have the shape of B {tuple(B.shape)}, got {describe(C)}")
+    groups = 0 if B.dim() == 3 else B.shape[1]
+    for name in ("D", "delta_bias"):
+        t = named[name]
+        if t is not None and tuple(t.shape) != (dim,):
+            raise ValueError(f"{name} must have shape (dim,) = ({dim},), got {describe(t)}")
+    for name, t in named.items():
+        if t is not None and t.device != u.device:
+            raise ValueError(f"{name} must be on the device of u ({u.device}), got {t.device}")
+    return batch, dim, L, N, groups

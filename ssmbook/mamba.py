@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _checks
+from . import selective as sel
 from torch import nn
 
 __all__ = ["MambaBlock", "MambaLM", "MambaState", "RMSNorm", "S4LM", "dt_bias_init", "s4d_real_A_log",
@@ -117,9 +118,7 @@ class MambaBlock(nn.Module):
         for name, v in (("d_model", d_model), ("d_conv", d_conv), ("expand", expand)):
             _checks.positive_int(v, name)
         # the Triton kernels hold a channel's whole state in one program: N is capped there
-        from .selective import MAX_STATE
-
-        _checks.positive_int(d_state, "d_state", maximum=MAX_STATE)
+        _checks.positive_int(d_state, "d_state", maximum=sel.MAX_STATE)
         _check_dt_range(dt_min, dt_max)
         if dt_rank == "auto":
             dt_rank = math.ceil(d_model / 16)
@@ -193,8 +192,6 @@ class MambaBlock(nn.Module):
     # ---- sequence mode -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, L, d_model) → (batch, L, d_model), all positions at once (the scan)."""
-        from . import selective as sel  # late import: ssmbook.selective re-exports this module
-
         self._check_input(x)
         L = x.shape[1]
         xz = self.in_proj(x)

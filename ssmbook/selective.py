@@ -31,83 +31,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import _checks
+
 __all__ = ["selective_scan", "selective_scan_ref", "check_inputs", "random_inputs", "MAX_STATE"]
 
 #: The largest state size N the kernels accept (the whole state of a channel lives in one program).
-MAX_STATE = 256
-
-_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+MAX_STATE = _checks.SELECTIVE_MAX_STATE
 _BACKENDS = ("auto", "torch", "triton", "ref")
 
-
-def _describe(t):
-    return f"shape {tuple(t.shape)}, dtype {t.dtype}, device {t.device}"
-
-
-def check_inputs(u, delta, A, B, C, D=None, z=None, delta_bias=None):
-    """Validate the arguments of a selective scan; raise ``ValueError`` naming the culprit.
-
-    Returns ``(batch, dim, L, N, groups)``, with ``groups = 0`` for the shared layout
-    ``(batch, N, L)`` of B and C.
-    """
-    named = dict(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
-    for name, t in named.items():
-        if t is None and name in ("D", "z", "delta_bias"):
-            continue
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dtype not in _FLOATS:
-            raise ValueError(
-                f"{name} must have a real floating dtype (float16, bfloat16, float32 or float64), "
-                f"got {t.dtype}"
-            )
-    if u.dim() != 3:
-        raise ValueError(f"u must have shape (batch, dim, L), got {_describe(u)}")
-    batch, dim, L = u.shape
-    if batch < 1 or dim < 1 or L < 1:
-        raise ValueError(f"u must have batch, dim and L all ≥ 1, got shape {tuple(u.shape)}")
-    # the first argument's layout first: A fixes dim, so u given as (batch, L, dim) is caught
-    # here and reported as u's mistake, not as a mismatch of the arguments checked after it
-    if A.dim() == 2 and A.shape[0] != dim and u.shape[2] == A.shape[0]:
-        raise ValueError(
-            f"u must have shape (batch, dim, L) with dim = A.shape[0] = {A.shape[0]}, got shape "
-            f"{tuple(u.shape)}: it looks like (batch, L, dim); pass u.transpose(1, 2)")
-    for name in ("delta", "z"):
-        t = named[name]
-        if t is not None and tuple(t.shape) != (batch, dim, L):
-            raise ValueError(
-                f"{name} must have shape (batch, dim, L) = {(batch, dim, L)}, got {_describe(t)}")
-        if t is not None and t.dtype != u.dtype:
-            raise ValueError(f"{name} must have the dtype of u ({u.dtype}), got {t.dtype}")
-    if A.dim() != 2 or A.shape[0] != dim:
-        raise ValueError(f"A must have shape (dim, N) = ({dim}, N), got {_describe(A)}")
-    N = A.shape[1]
-    if not 1 <= N <= MAX_STATE:
-        raise ValueError(f"A must have shape (dim, N) with 1 ≤ N ≤ {MAX_STATE}, got N = {N}")
-    for name in ("B", "C"):
-        t = named[name]
-        if t.dim() not in (3, 4):
-            raise ValueError(f"{name} must have shape (batch, N, L) or (batch, groups, N, L), got {_describe(t)}")
-        if t.dim() == 4 and (t.shape[1] < 1 or dim % t.shape[1] != 0):
-            raise ValueError(f"{name} must have groups dividing dim = {dim}, got shape {tuple(t.shape)}")
-        expected = (batch, N, L) if t.dim() == 3 else (batch, t.shape[1], N, L)
-        if tuple(t.shape) != expected:
-            layout = "(batch, N, L)" if t.dim() == 3 else "(batch, groups, N, L)"
-            hint = ""
-            if t.shape[-2:] == (L, N) and L != N:
-                hint = f"; it looks like {layout[:-5]}L, N); pass {name}.transpose(-1, -2)"
-            raise ValueError(f"{name} must have shape {layout} = {expected}, got {_describe(t)}{hint}")
-    if B.shape != C.shape:
-        raise ValueError(f"C must have the shape of B {tuple(B.shape)}, got {_describe(C)}")
-    groups = 0 if B.dim() == 3 else B.shape[1]
-    for name in ("D", "delta_bias"):
-        t = named[name]
-        if t is not None and tuple(t.shape) != (dim,):
-            raise ValueError(f"{name} must have shape (dim,) = ({dim},), got {_describe(t)}")
-    for name, t in named.items():
-        if t is not None and t.device != u.device:
-            raise ValueError(f"{name} must be on the device of u ({u.device}), got {t.device}")
-    return batch, dim, L, N, groups
+#: Validate the arguments of a selective scan; returns ``(batch, dim, L, N, groups)`` (shared with
+#: the Triton kernels, which must not import this module).
+check_inputs = _checks.selective_scan_inputs
 
 
 def _expand_bc(X, dim):
@@ -197,8 +131,6 @@ def random_inputs(batch, dim, L, N, groups=0, *, D=True, z=True, delta_bias=True
     decays in (0, 1)); without softplus delta is drawn positive, as a step size must be.
     Used by the tests and the chapter's demos.
     """
-    from . import _checks
-
     batch, dim, L = (_checks.positive_int(v, n) for v, n in ((batch, "batch"), (dim, "dim"), (L, "L")))
     N = _checks.positive_int(N, "N", maximum=MAX_STATE)
     groups = _checks.positive_int(groups, "groups", minimum=0)
@@ -234,17 +166,26 @@ def random_inputs(batch, dim, L, N, groups=0, *, D=True, z=True, delta_bias=True
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                   return_last_state=False, backend="auto"):
+                   return_last_state=False, backend="auto", kernel_config=None):
     """Mamba's selective scan (semantics of the official ``selective_scan_fn``; see the module doc).
 
     ``backend``: ``"auto"`` (Triton on CUDA tensors, torch elsewhere, and for bfloat16 on a GPU
     older than Ampere, with a warning), ``"torch"``, ``"triton"``
     (on CPU tensors through the Triton interpreter) or ``"ref"`` (the loop oracle).
+    ``kernel_config``: a :class:`ssmbook.kernels.KernelConfig` choosing the Triton kernels and their
+    launch parameters (None: the defaults); the other backends do not use it.
     Returns ``out`` ``(batch, dim, L)``, or ``(out, last_state)`` with ``last_state`` ``(batch, dim, N)``.
     """
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
     check_inputs(u, delta, A, B, C, D, z, delta_bias)
+    if kernel_config is not None:
+        from . import kernels
+
+        if not isinstance(kernel_config, kernels.KernelConfig):
+            raise _checks.ArgumentTypeError(
+                "kernel_config must be a ssmbook.kernels.KernelConfig or None, got "
+                f"{type(kernel_config).__name__}")
     if backend == "auto":
         backend = "triton" if u.is_cuda else "torch"
         if backend == "triton" and u.dtype == torch.bfloat16:
@@ -265,17 +206,10 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
                                      return_last_state)
     if u.dtype == torch.float64:
         raise ValueError("u must be float32, float16 or bfloat16 for backend='triton', got torch.float64")
-    from . import kernels  # imported late: sets TRITON_INTERPRET on CPU-only machines first
+    # ssmbook.kernels is imported on first use, not with this module: triton is an optional
+    # dependency (Linux only) that the torch and ref paths do not need. Importing it switches on
+    # the Triton interpreter on a machine without CUDA, before triton itself is imported.
+    from . import kernels
 
     return kernels.selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                                         return_last_state)
-
-
-def __getattr__(name):
-    # ``ssmbook.selective.MambaBlock`` lives in ``ssmbook.mamba`` (which imports this module):
-    # resolve it lazily so that neither import needs the other first.
-    if name in ("MambaBlock", "MambaLM"):
-        from . import mamba
-
-        return getattr(mamba, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+                                         return_last_state, config=kernel_config)

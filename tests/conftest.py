@@ -1,7 +1,8 @@
 """Shared pytest setup.
 
 Triton only runs on a CPU through its interpreter, which must be switched on before triton is
-imported: do it here, first, when there is no CUDA device.
+imported: importing ssmbook.kernels here, first, does it when there is no CUDA device (the switch
+is ``ssmbook.kernels.use_interpreter_without_cuda``, written once, in the package).
 """
 import os
 import pathlib
@@ -17,8 +18,11 @@ try:
     _has_cuda = torch.cuda.is_available()
 except Exception:  # pragma: no cover
     _has_cuda = False
-if not _has_cuda:
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+try:
+    import ssmbook.kernels  # noqa: F401  (switches on the Triton interpreter without CUDA)
+except ModuleNotFoundError as err:  # pragma: no cover - triton is not installed: nothing to switch
+    if err.name != "triton":
+        raise
 
 import pytest  # noqa: E402
 

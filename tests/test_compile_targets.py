@@ -81,13 +81,13 @@ def test_the_recorded_launches_cover_every_branch_of_the_choosers(compiled):
     _, rows = compiled
     rows = [r for r in rows if r["target"] == "sm_80"]
     kernels = {r["kernel"] for r in rows}
-    assert kernels == {"_selective_scan_fwd_kernel", "_selective_scan_fwd_loop_kernel",
-                       "_selective_scan_bwd_kernel", "_selective_scan_bwd_loop_kernel"}
-    loop_fwd = [r["meta"] for r in rows if r["kernel"] == "_selective_scan_fwd_loop_kernel"]
+    assert kernels == {"chunk_fwd_kernel", "recurrent_fwd_kernel", "chunk_bwd_kernel",
+                       "recurrent_bwd_kernel"}
+    loop_fwd = [r["meta"] for r in rows if r["kernel"] == "recurrent_fwd_kernel"]
     for flag in ("PACKED", "SEGMENTED", "SUMMARY", "CHECKPOINTS", "EVEN_N"):
         assert {m[flag] for m in loop_fwd} == {True, False}, flag
     assert {m["EV_ROWS"] for m in loop_fwd} == {"evict_last", ""}
-    chunked = [r["meta"] for r in rows if r["kernel"] == "_selective_scan_fwd_kernel"]
+    chunked = [r["meta"] for r in rows if r["kernel"] == "chunk_fwd_kernel"]
     assert {m["CHECKPOINTS"] for m in chunked} == {True, False}
     assert {m["BLOCK_N"] for m in chunked} >= {8, 16, 256}
     dtypes = {r["variant"].split()[0] for r in rows}

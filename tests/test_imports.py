@@ -184,7 +184,7 @@ def test_find_cycles_reports_each_circle():
 
 
 # ------------------------------------------------------------------------------ the package
-@pytest.mark.xfail(strict=False, reason="two import circles are being removed on another branch: "
+
                    "ssmbook.mamba <-> ssmbook.selective (a lazy import and selective's module "
                    "__getattr__) and ssmbook.selective <-> ssmbook.kernels")
 def test_no_import_cycles():

@@ -4,7 +4,7 @@ On a CPU the kernels run under the Triton interpreter (tests/conftest.py switche
 slow: shapes stay tiny there. With CUDA the same tests run on the GPU, plus larger ``gpu`` ones.
 Every test draws fresh random inputs; the seed is in the failure message.
 """
-import contextlib
+import dataclasses
 import os
 import random
 import subprocess
@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from ssmbook.selective import random_inputs, selective_scan, selective_scan_ref
 
 kernels = pytest.importorskip("ssmbook.kernels")
+KernelConfig = kernels.KernelConfig
+ks = kernels.selective_scan
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 GRAD_NAMES = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
@@ -81,7 +83,7 @@ def _apply_regime(kw, regime, seed):
 
 
 def run_and_compare(batch, dim, L, N, groups, options, dtype=torch.float32, block_t=None,
-                    block_d=None, check_grads=True, regime="moderate"):
+                    block_d=None, check_grads=True, regime="moderate", config=None):
     seed = random.randrange(2**31)
     D, z, bias, softplus = options
     kw = random_inputs(batch, dim, L, N, groups, D=D, z=z, delta_bias=bias, delta_softplus=softplus,
@@ -92,7 +94,7 @@ def run_and_compare(batch, dim, L, N, groups, options, dtype=torch.float32, bloc
     for n in names:
         kw[n].requires_grad_(True)
     out, last = kernels.selective_scan_triton(**kw, return_last_state=True, block_t=block_t,
-                                              block_d=block_d)
+                                              block_d=block_d, config=config)
     assert out.dtype == dtype and out.shape == (batch, dim, L)
     assert last.dtype == torch.float32 and last.shape == (batch, dim, N)
 
@@ -112,19 +114,6 @@ def run_and_compare(batch, dim, L, N, groups, options, dtype=torch.float32, bloc
     for n, gr, gr64 in zip(names, grads, grads64):
         assert gr.shape == kw[n].shape and gr.dtype == kw[n].dtype, n
         assert_close_per_entry(gr, gr64, rtol, atol, f"gradient of {n} {where}")
-
-
-@contextlib.contextmanager
-def kernel_config(**settings):
-    """Set entries of the kernels' CONFIG for a block (hypothesis tests cannot use monkeypatch)."""
-    cfg = kernels.selective_scan.CONFIG
-    saved = dict(cfg)
-    cfg.update(settings)
-    try:
-        yield
-    finally:
-        cfg.clear()
-        cfg.update(saved)
 
 
 # (batch, dim, L, N, groups, block_t): L = 1, L not a multiple of the chunk, odd N, several
@@ -192,7 +181,7 @@ def test_triton_rejects_float64_and_bad_blocks():
 
 
 def test_cpu_tensors_without_interpreter_are_refused(monkeypatch):
-    monkeypatch.setattr(kernels.selective_scan, "_interpreting", lambda: False)
+    monkeypatch.setattr(ks.common, "interpreting", lambda: False)
     kw = random_inputs(1, 2, 3, 2, seed=0)
     with pytest.raises(ValueError, match="u must be a CUDA tensor for the compiled Triton kernels"):
         kernels.selective_scan_triton(**kw)
@@ -206,7 +195,7 @@ def test_choose_blocks_respects_groups_and_budget():
         for N in (1, 5, 16, 256):
             bd, bt, bn = kernels.choose_blocks(dim, 100, N, groups)
             assert bn >= N and bn & (bn - 1) == 0
-            assert bd * bt * bn <= max(kernels.selective_scan.TILE_BUDGET, bt * bn)
+            assert bd * bt * bn <= max(ks.TILE_BUDGET, bt * bn)
             if groups > 1:
                 assert (dim // groups) % bd == 0
 
@@ -230,6 +219,61 @@ def test_random_shapes_match_oracle(batch, dim, L, N, groups, options, block_t):
     run_and_compare(batch, dim, L, N, G, options, block_t=block_t)
 
 
+# ---- KernelConfig: the launch choices, passed explicitly to each call ---------------------------
+
+
+def test_kernel_config_defaults_and_derived_configs():
+    cfg = KernelConfig()
+    assert dataclasses.asdict(cfg) == dict(
+        forward="auto", loop_block_d=None, unroll=None, fwd_warps=None, bwd_warps=2,
+        backward="auto", bwd_loop_block_d=None, bwd_unroll=None, bwd_loop_t=None, packed_bc=None,
+        cache_hints=None, segments=None)
+    loop = dataclasses.replace(cfg, forward="loop", unroll=4)
+    assert (loop.forward, loop.unroll, cfg.forward, cfg.unroll) == ("loop", 4, "auto", None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.forward = "loop"
+    with pytest.raises(ValueError, match="unroll must be a power of two"):
+        dataclasses.replace(cfg, unroll=6)        # a derived config is checked too
+
+
+@pytest.mark.parametrize("field, value", [
+    ("forward", "fast"), ("backward", None), ("loop_block_d", 0), ("unroll", 2.0), ("fwd_warps", 3),
+    ("bwd_warps", True), ("bwd_loop_block_d", -2), ("bwd_unroll", "4"), ("bwd_loop_t", 12),
+    ("packed_bc", 1), ("cache_hints", "yes"), ("segments", 0), ("segments", 2.5)])
+def test_kernel_config_rejects_each_bad_field_by_name(field, value):
+    with pytest.raises(ValueError, match=rf"^{field} must be .*, got {value!r}"):
+        KernelConfig(**{field: value})
+
+
+def test_config_must_be_a_kernel_config():
+    kw = random_inputs(1, 2, 3, 2, seed=0)
+    with pytest.raises(TypeError, match="config must be a KernelConfig or None, got dict"):
+        kernels.selective_scan_triton(**kw, config=dict(forward="loop"))
+
+
+@pytest.mark.parametrize("forward, kernel", [("loop", "recurrent_fwd_kernel"),
+                                             ("chunked", "chunk_fwd_kernel")])
+def test_kernel_config_picks_the_launch(forward, kernel):
+    # Recorded launches (nothing runs): the config's forward picks the kernel, its unroll and
+    # segments reach the loop kernel's constexprs; a default config leaves them to the rules.
+    from ssmbook.kernels import targets
+
+    kw = random_inputs(1, 4, 64, 4, seed=0)
+    log = []
+    with targets._recording(log):
+        kernels.selective_scan_triton(**kw, config=KernelConfig(forward=forward, unroll=2, segments=1))
+    assert [name for name, *_ in log] == [kernel]
+    if forward == "loop":
+        assert log[0][3]["UNROLL"] == 2 and log[0][3]["SEGMENTED"] is False
+        log = []
+        with targets._recording(log):
+            kernels.selective_scan_triton(**kw, config=KernelConfig(forward="loop"))
+        # the rules: 16 steps per iteration (float32, N <= 16) and 2 segments of the 2 chunks,
+        # so a summary launch comes first
+        assert [meta["SUMMARY"] for *_, meta in log] == [True, False]
+        assert all(meta["UNROLL"] == 16 and meta["SEGMENTED"] for *_, meta in log)
+
+
 # ---- GPU only: realistic sizes -------------------------------------------------------------
 
 
@@ -249,84 +293,76 @@ def test_gpu_options(options):
     run_and_compare(2, 48, 777, 16, 0, options)
 
 
-def test_source_sections_cover_the_kernels():
+def test_sections_cover_the_chunked_kernels():
+    # The chapters show the kernels part by part with ssmbook.show(kernel, section=title): the
+    # parts of ssmbook.sections put together are the whole source, each titled and not empty.
     import inspect
 
-    for kern in (kernels.selective_scan._selective_scan_fwd_kernel,
-                 kernels.selective_scan._selective_scan_bwd_kernel):
-        sections = kernels.source_sections(kern)
+    import ssmbook
+
+    for kern in (ks.chunk_fwd_kernel, ks.chunk_bwd_kernel):
+        sections = ssmbook.sections(kern)
         assert "".join(code for _, code in sections) == inspect.getsource(kern.fn)
         assert sections[0][0] == "signature" and len(sections) >= 6
         assert all(title and code.strip() for title, code in sections)
-    titles = [t for t, _ in kernels.source_sections(kernels.selective_scan._selective_scan_fwd_kernel)]
+    titles = [t for t, _ in ssmbook.sections(ks.chunk_fwd_kernel)]
     assert any("Solve the recurrence inside the chunk" in t for t in titles)
+    for title in titles:
+        assert ssmbook.show(ks.chunk_fwd_kernel, section=title).data.startswith("```python")
 
 
-# ---- Issue 10: the loop forward kernel (one thread per channel) and the kernel choice ----------
+# ---- The recurrent forward kernel (a channel per thread, walking time) and the kernel choice ----
 
 
 @pytest.mark.parametrize("options", OPTIONS[:2], ids=lambda o: "".join("DzbS"[i] if v else "-"
                                                                      for i, v in enumerate(o)))
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_loop_forward_matches_oracle(shape, options, monkeypatch):
+def test_loop_forward_matches_oracle(shape, options):
     # Force the loop kernel (small problems pick the chunked one): forward, last state, and the
     # gradients, which the backward computes from the loop kernel's checkpoints.
-    monkeypatch.setitem(kernels.selective_scan.CONFIG, "forward", "loop")
     *dims, block_t = shape
-    run_and_compare(*dims, options, block_t=block_t)
+    run_and_compare(*dims, options, block_t=block_t, config=KernelConfig(forward="loop"))
 
 
 @pytest.mark.parametrize("unroll", [1, 2, 8])
 @pytest.mark.parametrize("loop_block_d", [None, 1, 2])
-def test_loop_forward_unroll_and_block_sizes(unroll, loop_block_d, monkeypatch):
+def test_loop_forward_unroll_and_block_sizes(unroll, loop_block_d):
     # L = 11 is not a multiple of the unroll nor of the chunk; 4 groups of 2 channels; N = 5 odd.
-    cfg = kernels.selective_scan.CONFIG
-    monkeypatch.setitem(cfg, "forward", "loop")
-    monkeypatch.setitem(cfg, "unroll", unroll)
-    monkeypatch.setitem(cfg, "loop_block_d", loop_block_d)
-    run_and_compare(2, 8, 11, 5, 4, OPTIONS[0], block_t=4)
+    config = KernelConfig(forward="loop", unroll=unroll, loop_block_d=loop_block_d)
+    run_and_compare(2, 8, 11, 5, 4, OPTIONS[0], block_t=4, config=config)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
-def test_loop_forward_half_precision(dtype, monkeypatch):
-    monkeypatch.setitem(kernels.selective_scan.CONFIG, "forward", "loop")
-    run_and_compare(2, 3, 9, 16, 0, OPTIONS[0], dtype=dtype, block_t=4)
+def test_loop_forward_half_precision(dtype):
+    run_and_compare(2, 3, 9, 16, 0, OPTIONS[0], dtype=dtype, block_t=4, config=KernelConfig(forward="loop"))
 
 
-def test_loop_and_chunked_forward_agree(monkeypatch):
+def test_loop_and_chunked_forward_agree():
     # The two forward kernels on the same inputs: same outputs and checkpoints up to rounding.
     kw = random_inputs(2, 5, 37, 7, groups=0, device=DEVICE, seed=random.randrange(2**31))
-    cfg = kernels.selective_scan.CONFIG
     res = {}
     for method in ("loop", "chunked"):
-        monkeypatch.setitem(cfg, "forward", method)
-        res[method] = kernels.selective_scan_triton(**kw, return_last_state=True, block_t=8)
+        res[method] = kernels.selective_scan_triton(**kw, return_last_state=True, block_t=8,
+                                                    config=KernelConfig(forward=method))
     for a, b in zip(res["loop"], res["chunked"]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_loop_configuration_errors(monkeypatch):
+def test_loop_configuration_errors():
     kw = random_inputs(1, 4, 5, 3, groups=2, device=DEVICE, seed=0)
-    cfg = kernels.selective_scan.CONFIG
-    monkeypatch.setitem(cfg, "forward", "loop")
-    monkeypatch.setitem(cfg, "loop_block_d", 4)
     with pytest.raises(ValueError, match="loop_block_d must divide dim // groups = 2"):
-        kernels.selective_scan_triton(**kw)
-    monkeypatch.setitem(cfg, "loop_block_d", 3)
+        kernels.selective_scan_triton(**kw, config=KernelConfig(forward="loop", loop_block_d=4))
     with pytest.raises(ValueError, match="loop_block_d must be a power of two"):
-        kernels.selective_scan_triton(**kw)
-    monkeypatch.setitem(cfg, "loop_block_d", None)
-    monkeypatch.setitem(cfg, "unroll", 3)
-    with pytest.raises(ValueError, match=r"CONFIG\['unroll'\] must be a power of two"):
-        kernels.selective_scan_triton(**kw)
-    monkeypatch.setitem(cfg, "unroll", None)
-    monkeypatch.setitem(cfg, "forward", "parallel")
-    with pytest.raises(ValueError, match="CONFIG\\['forward'\\] must be 'auto', 'loop' or 'chunked'"):
-        kernels.selective_scan_triton(**kw)
+        KernelConfig(forward="loop", loop_block_d=3)
+    with pytest.raises(ValueError, match="loop_block_d must be a power of two"):
+        ks.choose_loop_block(12, block_d=3)
+    with pytest.raises(ValueError, match="unroll must be a power of two"):
+        KernelConfig(forward="loop", unroll=3)
+    with pytest.raises(ValueError, match="forward must be 'auto', 'loop' or 'chunked'"):
+        KernelConfig(forward="parallel")
 
 
 def test_choose_forward_and_loop_block():
-    ks = kernels.selective_scan
     assert ks.choose_forward(8, 2048, 16) == "loop"       # enough channels for one warp per scheduler
     assert ks.choose_forward(2, 2048, 16) == "loop"       # 4096 channels: loop, in segments (NOTES 3-4)
     assert ks.choose_forward(2, 1024, 16) == "chunked"    # fewer: the chunked kernel parallelises time
@@ -343,8 +379,8 @@ def test_choose_forward_and_loop_block():
        block_t=st.sampled_from([None, 2, 4, 8]), unroll=st.sampled_from([None, 1, 2, 4]))
 def test_random_shapes_loop_forward(batch, dim, L, N, groups, options, block_t, unroll):
     G = dim if groups == "dim" else groups
-    with kernel_config(forward="loop", unroll=unroll):
-        run_and_compare(batch, dim, L, N, G, options, block_t=block_t)
+    run_and_compare(batch, dim, L, N, G, options, block_t=block_t,
+                    config=KernelConfig(forward="loop", unroll=unroll))
 
 
 # GPU shapes of the loop kernels: shared B/C, groups, odd N, N = 32 and 64, L past a power of two
@@ -355,28 +391,31 @@ GPU_LOOP_SHAPES = [(2, 64, 1000, 16, 0, None), (1, 16, 300, 64, 2, None), (3, 24
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("shape", GPU_LOOP_SHAPES, ids=str)
-def test_gpu_loop_forward(shape, dtype, monkeypatch):
-    monkeypatch.setitem(kernels.selective_scan.CONFIG, "forward", "loop")
+def test_gpu_loop_forward(shape, dtype):
     *dims, block_t = shape
-    run_and_compare(*dims, OPTIONS[0], dtype=dtype, block_t=block_t)
+    run_and_compare(*dims, OPTIONS[0], dtype=dtype, block_t=block_t, config=KernelConfig(forward="loop"))
 
 
-def test_source_sections_cover_the_loop_kernel():
+def test_sections_cover_the_recurrent_kernels():
     import inspect
 
-    kern = kernels.selective_scan._selective_scan_fwd_loop_kernel
-    sections = kernels.source_sections(kern)
-    assert "".join(code for _, code in sections) == inspect.getsource(kern.fn)
-    assert sections[0][0] == "signature" and len(sections) >= 5
-    titles = [t for t, _ in sections]
+    import ssmbook
+
+    for kern, at_least in ((ks.recurrent_fwd_kernel, 5), (ks.recurrent_bwd_kernel, 4)):
+        sections = ssmbook.sections(kern)
+        assert "".join(code for _, code in sections) == inspect.getsource(kern.fn)
+        assert sections[0][0] == "signature" and len(sections) >= at_least
+        assert all(title and code.strip() for title, code in sections)
+    titles = [t for t, _ in ssmbook.sections(ks.recurrent_fwd_kernel)]
     assert any("one step at a time" in t for t in titles)
+    titles = [t for t, _ in ssmbook.sections(ks.recurrent_bwd_kernel)]
+    assert any("Walk the chunk backwards" in t for t in titles)
 
 
-# ---- Issue 10, round 2: tiles and channel blocks measured per situation ----------------------
+# ---- Tiles and channel blocks chosen per shape and dtype (measured on the H100) --------------
 
 
 def test_tuned_tiles_respect_groups_and_length():
-    ks = kernels.selective_scan
     assert ks.choose_blocks(2048, 4096, 64, batch=8, dtype=torch.float32) == (4, 8, 64)
     assert ks.choose_blocks(2048, 4096, 64, batch=8, dtype=torch.bfloat16, has_z=True) == \
         ks.choose_blocks(2048, 4096, 64)                   # bf16 with z: the (8, 4) tile was slower
@@ -399,7 +438,6 @@ def triton_next_pow2(n):
 
 
 def test_tuned_loop_blocks():
-    ks = kernels.selective_scan
     assert ks.choose_loop_block(2048, batch=2, block_n=16, dtype=torch.float32) == (16, 1)
     assert ks.choose_segments(2, 2048, 16, 512, 16, torch.float32) == 8    # 4096 channels: split
     assert ks.choose_segments(8, 2048, 16, 128, 16, torch.float32) == 1    # 16384: no split
@@ -415,11 +453,10 @@ def test_tuned_loop_blocks():
 
 @pytest.mark.parametrize("forward", ["loop", "chunked"])
 @pytest.mark.parametrize("shape", [(1, 8, 13, 40, 2), (2, 6, 37, 16, 3), (1, 4, 1, 33, 0)], ids=str)
-def test_tuned_tiles_match_oracle(shape, forward, monkeypatch):
+def test_tuned_tiles_match_oracle(shape, forward):
     # No block override: the tuned tiles of choose_blocks (N in (16, 64] -> (8, 4); few channels,
     # N <= 16 -> (32, 4)) and the tuned loop blocks, forward and all gradients against the oracle.
-    monkeypatch.setitem(kernels.selective_scan.CONFIG, "forward", forward)
-    run_and_compare(*shape, OPTIONS[0])
+    run_and_compare(*shape, OPTIONS[0], config=KernelConfig(forward=forward))
 
 
 def test_tuned_tiles_half_precision():
@@ -429,50 +466,49 @@ def test_tuned_tiles_half_precision():
     run_and_compare(1, 8, 21, 16, 0, OPTIONS[0], dtype=torch.bfloat16, block_t=16, block_d=2)
 
 
-# ---- Issue 10, round 3: the loop backward (one thread per channel, states recomputed per chunk) --
+# ---- The recurrent backward (a channel per thread, states recomputed per chunk) ----------------
 
 
-def _loop_backward(monkeypatch, **cfg):
-    monkeypatch.setitem(kernels.selective_scan.CONFIG, "backward", "loop")
-    for key, value in cfg.items():
-        monkeypatch.setitem(kernels.selective_scan.CONFIG, key, value)
+def _loop_backward(**fields):
+    """A KernelConfig forcing the loop backward, with ``fields`` set too."""
+    return KernelConfig(backward="loop", **fields)
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "".join("DzbS"[i] if v else "-"
                                                                  for i, v in enumerate(o)))
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_loop_backward_matches_oracle(shape, options, monkeypatch):
+def test_loop_backward_matches_oracle(shape, options):
     # Small problems pick the chunked backward: force the loop one. Every gradient against the
     # float64 oracle, at L = 1, L not a multiple of the chunk, odd N, grouped and shared B/C.
-    _loop_backward(monkeypatch)
+    config = _loop_backward()
     *dims, block_t = shape
-    run_and_compare(*dims, options, block_t=block_t)
+    run_and_compare(*dims, options, block_t=block_t, config=config)
 
 
 @pytest.mark.parametrize("unroll", [1, 2, 8])
 @pytest.mark.parametrize("block_d", [1, 2, 4])
-def test_loop_backward_unroll_and_block_sizes(unroll, block_d, monkeypatch):
+def test_loop_backward_unroll_and_block_sizes(unroll, block_d):
     # 12 channels in 3 groups of 4: blocks of 1, 2 and 4 channels, and 37 steps in chunks of 8
     # with unrolled iterations of 1, 2 and 8 steps (the last chunk is partly past L).
-    _loop_backward(monkeypatch, bwd_unroll=unroll, bwd_loop_block_d=block_d)
-    run_and_compare(2, 12, 37, 5, 3, OPTIONS[0], block_t=8)
+    config = _loop_backward(bwd_unroll=unroll, bwd_loop_block_d=block_d)
+    run_and_compare(2, 12, 37, 5, 3, OPTIONS[0], block_t=8, config=config)
 
 
 @pytest.mark.parametrize("forward", ["loop", "chunked"])
-def test_loop_backward_after_either_forward(forward, monkeypatch):
+def test_loop_backward_after_either_forward(forward):
     # The backward reads the checkpoints of whichever forward ran; its default chunk is its own.
-    _loop_backward(monkeypatch, forward=forward)
-    run_and_compare(1, 6, 70, 16, 0, OPTIONS[0])
-    run_and_compare(2, 4, 45, 33, 2, OPTIONS[3])
+    config = _loop_backward(forward=forward)
+    run_and_compare(1, 6, 70, 16, 0, OPTIONS[0], config=config)
+    run_and_compare(2, 4, 45, 33, 2, OPTIONS[3], config=config)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
-def test_loop_backward_half_precision(dtype, monkeypatch):
-    _loop_backward(monkeypatch)
-    run_and_compare(1, 4, 17, 3, 2, OPTIONS[0], dtype=dtype, block_t=8)
+def test_loop_backward_half_precision(dtype):
+    config = _loop_backward()
+    run_and_compare(1, 4, 17, 3, 2, OPTIONS[0], dtype=dtype, block_t=8, config=config)
 
 
-def test_loop_and_chunked_backward_agree(monkeypatch):
+def test_loop_and_chunked_backward_agree():
     # Same inputs, both backward kernels: the gradients agree to float32 rounding.
     kw = random_inputs(2, 8, 50, 6, groups=2, D=True, z=True, delta_bias=True, delta_softplus=True,
                        device=DEVICE, seed=random.randrange(2**31))
@@ -480,35 +516,31 @@ def test_loop_and_chunked_backward_agree(monkeypatch):
     g = torch.randn(2, 8, 50, device=DEVICE)
     results = []
     for backward in ("loop", "chunked"):
-        monkeypatch.setitem(kernels.selective_scan.CONFIG, "backward", backward)
         leaves = {n: kw[n].detach().clone().requires_grad_(True) for n in names}
-        out = kernels.selective_scan_triton(**{**kw, **leaves}, block_t=16)
+        out = kernels.selective_scan_triton(**{**kw, **leaves}, block_t=16,
+                                            config=KernelConfig(backward=backward))
         results.append(torch.autograd.grad(out, list(leaves.values()), g))
     for n, a, b in zip(names, *results):
         assert_close_per_entry(a, b, *TOL[torch.float32], f"gradient of {n}")
 
 
-def test_loop_backward_configuration_errors(monkeypatch):
-    ks = kernels.selective_scan
-    kw = random_inputs(1, 4, 5, 3, groups=2, device=DEVICE, seed=0)
-    kw["u"].requires_grad_(True)
-    monkeypatch.setitem(ks.CONFIG, "backward", "sideways")
-    with pytest.raises(ValueError, match="CONFIG\\['backward'\\] must be 'auto', 'loop' or 'chunked'"):
-        kernels.selective_scan_triton(**kw)
-    monkeypatch.setitem(ks.CONFIG, "backward", "loop")
+def test_loop_backward_configuration_errors():
+    with pytest.raises(ValueError, match="backward must be 'auto', 'loop' or 'chunked'"):
+        KernelConfig(backward="sideways")
     big = random_inputs(1, 2, 5, 65, device=DEVICE, seed=0)
     with pytest.raises(ValueError, match="the loop backward holds at most 64 states"):
-        kernels.selective_scan_triton(**big)
+        kernels.selective_scan_triton(**big, config=KernelConfig(backward="loop"))
     with pytest.raises(ValueError, match="bwd_loop_block_d must be a power of two"):
         ks.choose_loop_backward(12, 1, 16, block_d=3)
     with pytest.raises(ValueError, match="bwd_loop_block_d must divide dim // groups = 2"):
         ks.choose_loop_backward(4, 2, 16, block_d=4)
-    with pytest.raises(ValueError, match="CONFIG\\['bwd_unroll'\\] must be a power of two"):
+    with pytest.raises(ValueError, match="bwd_unroll must be a power of two"):
         ks.choose_loop_backward(4, 1, 16, unroll=3)
+    with pytest.raises(ValueError, match="bwd_unroll must be a power of two"):
+        KernelConfig(bwd_unroll=3)
 
 
 def test_choose_backward_and_loop_backward_blocks():
-    ks = kernels.selective_scan
     assert ks.choose_backward(8, 2048, 16) == "loop"
     assert ks.choose_backward(2, 2048, 16) == "chunked"   # 4096 channels: too few warps at N = 16
     assert ks.choose_backward(2, 2048, 64) == "loop"
@@ -526,17 +558,17 @@ def test_choose_backward_and_loop_backward_blocks():
        block_t=st.sampled_from([None, 2, 4, 8]), unroll=st.sampled_from([None, 1, 2, 4]))
 def test_random_shapes_loop_backward(batch, dim, L, N, groups, options, block_t, unroll):
     G = dim if groups == "dim" else groups
-    with kernel_config(backward="loop", bwd_unroll=unroll):
-        run_and_compare(batch, dim, L, N, G, options, block_t=block_t)
+    run_and_compare(batch, dim, L, N, G, options, block_t=block_t,
+                    config=KernelConfig(backward="loop", bwd_unroll=unroll))
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("shape", GPU_LOOP_SHAPES, ids=str)
-def test_gpu_loop_backward(shape, dtype, monkeypatch):
-    _loop_backward(monkeypatch)
+def test_gpu_loop_backward(shape, dtype):
+    config = _loop_backward()
     *dims, block_t = shape
-    run_and_compare(*dims, OPTIONS[0], dtype=dtype, block_t=block_t)
+    run_and_compare(*dims, OPTIONS[0], dtype=dtype, block_t=block_t, config=config)
 
 
 @pytest.mark.parametrize("forward", ["loop", "chunked"])
@@ -544,23 +576,22 @@ def test_gpu_loop_backward(shape, dtype, monkeypatch):
 def test_forward_without_gradients_skips_checkpoints(forward, packed, monkeypatch):
     # No input needs a gradient: the forward stores only the last state, and output and last state
     # still match the oracle (L not a multiple of the chunk, odd N, z and D on).
-    monkeypatch.setitem(kernels.selective_scan.CONFIG, "forward", forward)
-    monkeypatch.setitem(kernels.selective_scan.CONFIG, "packed_bc", packed)
+    config = KernelConfig(forward=forward, packed_bc=packed)
     seed = random.randrange(2**31)
     kw = random_inputs(2, 6, 23, 5, groups=2, D=True, z=True, delta_bias=True, delta_softplus=True,
                        device=DEVICE, seed=seed)
     calls = []
-    real = kernels.selective_scan._forward
-    monkeypatch.setattr(kernels.selective_scan, "_forward",
+    real = ks.interface._forward
+    monkeypatch.setattr(ks.interface, "_forward",
                         lambda *a, **k: calls.append(k["checkpoints"]) or real(*a, **k))
-    out, last = kernels.selective_scan_triton(**kw, return_last_state=True, block_t=4)
+    out, last = kernels.selective_scan_triton(**kw, return_last_state=True, block_t=4, config=config)
     kw64 = {k: (v.double().cpu() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
     out64, last64 = selective_scan_ref(**kw64, return_last_state=True)
     assert calls == [False], calls
     assert_close_per_entry(out, out64, *TOL[torch.float32], f"output (seed {seed})")
     assert_close_per_entry(last, last64, *TOL[torch.float32], f"last state (seed {seed})")
     kw["u"].requires_grad_(True)                     # now a gradient can be asked for
-    kernels.selective_scan_triton(**kw, block_t=4)
+    kernels.selective_scan_triton(**kw, block_t=4, config=config)
     assert calls == [False, True]
 
 
@@ -568,39 +599,35 @@ def test_forward_without_gradients_skips_checkpoints(forward, packed, monkeypatc
                                                                      for i, v in enumerate(o)))
 @pytest.mark.parametrize("shape", [(2, 4, 33, 3, 2, 8), (2, 3, 33, 2, 0, None), (1, 2, 9, 20, 0, 4)],
                          ids=str)
-def test_loop_forward_packed_and_separate_rows(shape, options, monkeypatch):
+def test_loop_forward_packed_and_separate_rows(shape, options):
     # The loop forward reads B and C either packed (L, N, 2) or as two (L, N) tensors, with or
     # without eviction hints on its loads: all four right.
-    monkeypatch.setitem(kernels.selective_scan.CONFIG, "forward", "loop")
     *dims, block_t = shape
     for packed, hints in [(True, False), (False, True), (True, True), (False, False)]:
-        monkeypatch.setitem(kernels.selective_scan.CONFIG, "packed_bc", packed)
-        monkeypatch.setitem(kernels.selective_scan.CONFIG, "cache_hints", hints)
-        run_and_compare(*dims, options, block_t=block_t)
+        config = KernelConfig(forward="loop", packed_bc=packed, cache_hints=hints)
+        run_and_compare(*dims, options, block_t=block_t, config=config)
 
 
 @pytest.mark.parametrize("segments", [2, 3, 7])
 @pytest.mark.parametrize("options", OPTIONS[:3], ids=lambda o: "".join("DzbS"[i] if v else "-"
                                                                      for i, v in enumerate(o)))
-def test_segmented_loop_forward_matches_oracle(segments, options, monkeypatch):
+def test_segmented_loop_forward_matches_oracle(segments, options):
     # The sequence split into segments walked by separate programs, each starting from the state
     # the earlier segments' summaries compose to: output, last state and (through the checkpoints
     # it writes) every gradient. 37 steps in chunks of 4: 10 chunks, so 7 segments cannot all be
     # equal and the last chunk is partly past L.
-    monkeypatch.setitem(kernels.selective_scan.CONFIG, "forward", "loop")
-    monkeypatch.setitem(kernels.selective_scan.CONFIG, "segments", segments)
-    run_and_compare(2, 6, 37, 5, 2, options, block_t=4)
+    run_and_compare(2, 6, 37, 5, 2, options, block_t=4,
+                    config=KernelConfig(forward="loop", segments=segments))
 
 
 @pytest.mark.parametrize("packed", [True, False])
-def test_segmented_loop_forward_without_gradients(packed, monkeypatch):
+def test_segmented_loop_forward_without_gradients(packed):
     # No checkpoints: only the last segment writes the final state.
-    for key, value in dict(forward="loop", segments=4, packed_bc=packed).items():
-        monkeypatch.setitem(kernels.selective_scan.CONFIG, key, value)
+    config = KernelConfig(forward="loop", segments=4, packed_bc=packed)
     seed = random.randrange(2**31)
     kw = random_inputs(1, 4, 50, 16, D=True, z=True, delta_bias=True, delta_softplus=True,
                        device=DEVICE, seed=seed)
-    out, last = kernels.selective_scan_triton(**kw, return_last_state=True, block_t=8)
+    out, last = kernels.selective_scan_triton(**kw, return_last_state=True, block_t=8, config=config)
     kw64 = {k: (v.double().cpu() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
     out64, last64 = selective_scan_ref(**kw64, return_last_state=True)
     assert_close_per_entry(out, out64, *TOL[torch.float32], f"output (seed {seed})")
@@ -608,7 +635,6 @@ def test_segmented_loop_forward_without_gradients(packed, monkeypatch):
 
 
 def test_choose_segments_gives_a_positive_count():
-    ks = kernels.selective_scan
     for batch, dim, n_chunks in [(8, 2048, 128), (2, 2048, 512), (1, 4, 1)]:
         s = ks.choose_segments(batch, dim, 16, n_chunks, 16, torch.float32)
         assert isinstance(s, int) and 1 <= s <= n_chunks
@@ -637,16 +663,16 @@ def test_extreme_regimes_every_gradient_per_entry(shape, forward, backward, regi
     # a_t h_{t-1} λ_t δ_t, which must not be swamped by the rounding of the O(1) states.
     *dims, block_t = shape
     options = OPTIONS[0] if dims[2] % 2 else OPTIONS[3]   # with and without softplus
-    with kernel_config(forward=forward, backward=backward):
-        run_and_compare(*dims, options, block_t=block_t, regime=regime)
+    run_and_compare(*dims, options, block_t=block_t, regime=regime,
+                    config=KernelConfig(forward=forward, backward=backward))
 
 
 @pytest.mark.parametrize("regime", ["underflow", "unit"])
 @pytest.mark.parametrize("backward", ["chunked", "loop"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 def test_extreme_regimes_half_precision(dtype, backward, regime):
-    with kernel_config(backward=backward):
-        run_and_compare(1, 4, 21, 5, 2, OPTIONS[0], dtype=dtype, block_t=8, regime=regime)
+    run_and_compare(1, 4, 21, 5, 2, OPTIONS[0], dtype=dtype, block_t=8, regime=regime,
+                    config=KernelConfig(backward=backward))
 
 
 # ---- GPUs older than Ampere (Colab's T4, sm_75): no bfloat16, no cache-policy hints --------------
@@ -654,9 +680,11 @@ def test_extreme_regimes_half_precision(dtype, backward, regime):
 
 def _pretend_gpu(monkeypatch, name, capability):
     """Make the kernels' capability checks (and the setup line) see a CUDA GPU of this name and
-    capability. Only ``gpu_of`` is replaced: on a real GPU, Triton must still compile for the
-    GPU that is there."""
-    monkeypatch.setattr(kernels.selective_scan, "gpu_of", lambda device: (name, capability))
+    capability. Only ``gpu_of`` is replaced (where the checks call it, and where the setup line
+    does): on a real GPU, Triton must still compile for the GPU that is there."""
+    fake = lambda device: (name, capability)  # noqa: E731
+    monkeypatch.setattr(ks.common, "gpu_of", fake)
+    monkeypatch.setattr(ks, "gpu_of", fake)
 
 
 def test_bfloat16_on_a_t4_is_refused_with_what_to_use(monkeypatch):
@@ -684,13 +712,12 @@ def test_cache_hints_only_from_ampere_on(capability, hints, monkeypatch):
     from ssmbook.kernels import targets
 
     _pretend_gpu(monkeypatch, "GPU", capability)
-    monkeypatch.setitem(kernels.selective_scan.CONFIG, "forward", "loop")
     log = []
     kw = random_inputs(8, 2048, 16, 16, seed=0)
     with targets._recording(log):
-        kernels.selective_scan_triton(**kw)
+        kernels.selective_scan_triton(**kw, config=KernelConfig(forward="loop"))
     (name, _, _, meta), = log
-    assert name == "_selective_scan_fwd_loop_kernel" and meta["EV_ROWS"] == hints
+    assert name == "recurrent_fwd_kernel" and meta["EV_ROWS"] == hints
 
 
 @pytest.mark.parametrize("name, capability, line", [

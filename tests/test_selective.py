@@ -180,11 +180,36 @@ def test_bad_backend():
         selective_scan(**_good(), backend="cuda")
 
 
-def test_mamba_block_is_resolved_lazily():
-    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        sel.Nope  # noqa: B018
-    try:
-        import ssmbook.mamba as mamba
-    except ImportError:
-        pytest.skip("ssmbook.mamba not written yet")
-    assert sel.MambaBlock is mamba.MambaBlock
+def test_imports_go_one_way_mamba_selective_kernels():
+    # ssmbook.mamba imports ssmbook.selective, which imports ssmbook.kernels only on the first
+    # Triton call; the kernels never import ssmbook.selective (nor ssmbook.mamba).
+    import subprocess
+    import sys
+
+    def loaded_after(module):
+        code = (f"import sys, {module}; print(sorted(m for m in ('ssmbook.selective', "
+                "'ssmbook.mamba', 'ssmbook.kernels', 'triton') if m in sys.modules))")
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        return res.stdout.strip()
+
+    assert loaded_after("ssmbook.selective") == "['ssmbook.selective']"
+    assert not hasattr(sel, "MambaBlock")
+    pytest.importorskip("triton")
+    assert loaded_after("ssmbook.kernels") == "['ssmbook.kernels', 'triton']"
+
+
+def test_kernel_config_is_checked_and_reaches_the_triton_kernels():
+    kernels = pytest.importorskip("ssmbook.kernels")
+    from ssmbook.kernels import targets
+
+    kw = random_inputs(1, 4, 16, 4, seed=0)
+    with pytest.raises(TypeError, match="kernel_config must be a ssmbook.kernels.KernelConfig or "
+                                        "None, got dict"):
+        selective_scan(**kw, backend="triton", kernel_config=dict(forward="loop"))
+    for forward, kernel in [("loop", "recurrent_fwd_kernel"), ("chunked", "chunk_fwd_kernel")]:
+        log = []                                   # recorded launches: nothing runs
+        with targets._recording(log):
+            selective_scan(**kw, backend="triton",
+                           kernel_config=kernels.KernelConfig(forward=forward, segments=1))
+        assert [name for name, *_ in log] == [kernel]

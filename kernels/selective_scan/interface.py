@@ -1,0 +1,133 @@
+"""The Triton selective scan as a torch.autograd.Function and its functional entry point.
+
+``SelectiveScanFn`` validates the arguments (``ssmbook._checks.selective_scan_inputs``), picks the
+forward and backward kernels and their tiles (the rules of ``tuning``, overridden by a
+``KernelConfig``), runs the forward, keeps its checkpoints and computes the gradient of every
+floating input in the backward. Inputs may be float32, float16 or bfloat16; every computation and
+the state are float32.
+"""
+import torch
+import triton
+
+from ..._checks import ArgumentTypeError, selective_scan_inputs
+from .chunk import chunk_backward, chunk_forward
+from .common import check_capability, check_device
+from .fused_recurrent import recurrent_backward, recurrent_forward
+from .tuning import LOOP_MAX_N, KernelConfig, choose_backward, choose_blocks, choose_forward
+
+
+def _as_4d(X):
+    """B or C as (batch, groups, N, L), contiguous: the shared layout is one group."""
+    return (X.unsqueeze(1) if X.dim() == 3 else X).contiguous()
+
+
+def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks, config,
+             checkpoints=True):
+    """Launch the forward kernel that ``config.forward`` names (or :func:`choose_forward` picks).
+    ``checkpoints``: store the state at every chunk end for the backward pass; without, only the
+    last state is stored, (batch, dim, 1, N)."""
+    method = config.forward
+    if method == "auto":
+        method = choose_forward(u.shape[0], u.shape[1], blocks[2])
+    if method == "loop":
+        return recurrent_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks,
+                                 config, checkpoints=checkpoints)
+    return chunk_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks,
+                         checkpoints=checkpoints, num_warps=config.fwd_warps)
+
+
+def _check_config(config):
+    if config is None:
+        return KernelConfig()
+    if not isinstance(config, KernelConfig):
+        raise ArgumentTypeError(f"config must be a KernelConfig or None, got {type(config).__name__}")
+    return config
+
+
+class SelectiveScanFn(torch.autograd.Function):
+    """Autograd wrapper: forward kernel, and the backward kernel for every floating input.
+
+    ``apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, block_t,
+    block_d, config)``, the arguments of :func:`selective_scan_triton` in order."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                return_last_state=False, block_t=None, block_d=None, config=None):
+        config = _check_config(config)
+        batch, dim, L, N, groups = selective_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
+        if u.dtype == torch.float64:
+            raise ValueError("u must be float32, float16 or bfloat16 for the Triton kernels, got "
+                             "torch.float64")
+        check_device(u)
+        check_capability(u)
+        B4, C4 = _as_4d(B), _as_4d(C)
+        bn = max(triton.next_power_of_2(N), 2)
+        backward = config.backward
+        if backward == "auto":
+            backward = choose_backward(batch, dim, bn)
+        if backward == "loop" and bn > LOOP_MAX_N:
+            raise ValueError(
+                f"the loop backward holds at most {LOOP_MAX_N} states per channel, got N = {N}")
+        if backward == "loop" and block_t is None:
+            # the loop backward's chunk (checkpoint spacing, scratch depth) is its own choice
+            block_t = min(config.bwd_loop_t or 16, max(triton.next_power_of_2(L), 2))
+        blocks = choose_blocks(dim, L, N, B4.shape[1], block_t, block_d, batch, u.dtype, z is not None)
+        u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
+        z = z.contiguous() if z is not None else None
+        D = D.contiguous() if D is not None else None
+        delta_bias = delta_bias.contiguous() if delta_bias is not None else None
+        # Checkpoints only when a gradient can be asked for (an inference forward skips them)
+        out, ckpt = _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks, config,
+                             checkpoints=any(ctx.needs_input_grad))
+        ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, ckpt)
+        ctx.shared_bc = B.dim() == 3
+        ctx.delta_softplus = bool(delta_softplus)
+        ctx.blocks = blocks
+        ctx.backward = backward
+        ctx.config = config
+        if return_last_state:
+            last = ckpt[:, :, -1, :]
+            ctx.mark_non_differentiable(last)
+            return out, last
+        return out
+
+    @staticmethod
+    def backward(ctx, gout, *unused):
+        u, delta, A, B4, C4, D, z, delta_bias, ckpt = ctx.saved_tensors
+        batch, dim, L = u.shape
+        N = B4.shape[2]
+        gout = gout.contiguous()
+        f32 = dict(device=u.device, dtype=torch.float32)
+        gu, gdelta = torch.empty_like(u), torch.empty_like(delta)
+        gz = torch.empty_like(z) if z is not None else None
+        gA = torch.empty(batch, dim, N, **f32)
+        gD = torch.empty(batch, dim, **f32) if D is not None else None
+        gbias = torch.empty(batch, dim, **f32) if delta_bias is not None else None
+        grads = (gu, gdelta, gz, gA, gD, gbias)
+        inputs = (u, delta, A, B4, C4, D, z, delta_bias, ckpt, gout, grads, ctx.delta_softplus,
+                  ctx.blocks)
+        if ctx.backward == "loop":
+            gB, gC = recurrent_backward(*inputs, ctx.config)
+        else:
+            gB, gC = chunk_backward(*inputs, num_warps=ctx.config.bwd_warps)
+        # Reduce the per-batch partials of the per-channel parameters; cast to the input dtypes.
+        gA = gA.sum(0).to(A.dtype)
+        gD = gD.sum(0).to(D.dtype) if D is not None else None
+        gbias = gbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None
+        gB, gC = gB.to(B4.dtype), gC.to(C4.dtype)
+        if ctx.shared_bc:
+            gB, gC = gB.squeeze(1), gC.squeeze(1)
+        return gu, gdelta, gA, gB, gC, gD, gz, gbias, None, None, None, None, None
+
+
+def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                          return_last_state=False, block_t=None, block_d=None, config=None):
+    """Functional entry point of the Triton selective scan (arguments as ``ssmbook.selective``).
+
+    ``block_t`` (chunk length) and ``block_d`` (channels per program) override the tile sizes
+    chosen by :func:`choose_blocks`; tests use them to force several chunks on short sequences.
+    ``config``: a :class:`KernelConfig` choosing kernels and launch parameters (None: the defaults,
+    ``KernelConfig()``).
+    """
+    return SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                 return_last_state, block_t, block_d, config)

@@ -1,0 +1,257 @@
+"""Which selective-scan kernel runs with which tiles: KernelConfig and the choose_* rules.
+
+The rules pick, for a problem's shape and dtype, the kernel (chunked scan or recurrent loop, for the
+forward and the backward pass), its tiles, its unrolling and its warps; each docstring gives the
+measurements behind it (benchmarks/NOTES.md). A :class:`KernelConfig` passed to
+``selective_scan_triton(..., config=...)`` overrides any of those choices; its fields left at None
+leave the choice to the rules.
+"""
+import dataclasses
+
+import torch
+import triton
+
+_METHODS = ("auto", "loop", "chunked")
+
+
+def _power_of_two_or_none(name, value):
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value & (value - 1):
+        raise ValueError(f"{name} must be a power of two (or None), got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelConfig:
+    """The knobs of the launches (benchmarks sweep them; tests force each kernel). Derive a variant
+    with ``dataclasses.replace(config, field=value)``. None: the rules of this module decide.
+
+    * ``forward``: "loop" (each channel walks time, ``recurrent_fwd_kernel``), "chunked" (the
+      associative scan, ``chunk_fwd_kernel``) or "auto" (:func:`choose_forward`: the loop where
+      there are enough channels and N <= LOOP_MAX_N). ``backward`` likewise (:func:`choose_backward`).
+    * ``loop_block_d``: channels per program of the loop forward (:func:`choose_loop_block`);
+      ``unroll``: its time steps per unrolled iteration (:func:`choose_unroll`).
+    * ``fwd_warps`` / ``bwd_warps``: num_warps of the chunked forward and backward (None: Triton's
+      4; 2 measured best for the chunked backward on the H100).
+    * ``bwd_loop_block_d`` / ``bwd_unroll``: channels per program and unrolled steps of the loop
+      backward (:func:`choose_loop_backward`); ``bwd_loop_t``: its chunk length, i.e. the checkpoint
+      spacing and the depth of its scratch (None: 16; a ``block_t`` given to the call wins).
+    * ``packed_bc``: the loop forward reads B and C packed as (L, N, 2) (True) or as two (L, N)
+      tensors (False); None: packed above 16 states, and for 16-bit inputs below 8192 channels. The
+      loop backward always packs. ``cache_hints``: eviction hints on the loop forward's loads (None:
+      float32 inputs with N <= 16, from Ampere on). ``segments``: split the sequence of the loop
+      forward into this many segments walked by separate programs (None: :func:`choose_segments`).
+
+    Every field is checked here: a ValueError names the field and what it takes.
+    """
+
+    forward: str = "auto"
+    loop_block_d: int | None = None
+    unroll: int | None = None
+    fwd_warps: int | None = None
+    bwd_warps: int | None = 2
+    backward: str = "auto"
+    bwd_loop_block_d: int | None = None
+    bwd_unroll: int | None = None
+    bwd_loop_t: int | None = None
+    packed_bc: bool | None = None
+    cache_hints: bool | None = None
+    segments: int | None = None
+
+    def __post_init__(self):
+        for name in ("forward", "backward"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in _METHODS:
+                raise ValueError(f"{name} must be 'auto', 'loop' or 'chunked', got {value!r}")
+        for name in ("loop_block_d", "unroll", "fwd_warps", "bwd_warps", "bwd_loop_block_d",
+                     "bwd_unroll", "bwd_loop_t"):
+            _power_of_two_or_none(name, getattr(self, name))
+        for name in ("packed_bc", "cache_hints"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"{name} must be True, False or None, got {value!r}")
+        s = self.segments
+        if s is not None and (isinstance(s, bool) or not isinstance(s, int) or s < 1):
+            raise ValueError(f"segments must be a positive int (or None), got {s!r}")
+
+
+# --- tiles of the chunked kernels ---
+
+
+#: Upper bound on BLOCK_D · BLOCK_T · BLOCK_N, the size of one (channels, time, state) register tile.
+TILE_BUDGET = 1024
+
+
+def _pow2_dividing(n):
+    return n & -n  # the largest power of two that divides n
+
+
+#: Backward tiles measured on the H100 for the shapes where the generic rule of ``choose_blocks``
+#: loses (benchmarks/NOTES.md, section 3), as (BLOCK_T, BLOCK_D) per situation. The B and C gradients
+#: are summed atomically once per program and chunk, so their count is batch·dim·L·N / BLOCK_D: at
+#: N = 64 with BLOCK_D = 1 that is 8.6 G float atomics and they, not the scans, set the time
+#: (fwd+bwd 132 ms at (16, 1), 59 ms at (8, 4)).
+TUNED_TILES = {
+    "n64": (8, 4),          # 16 < BLOCK_N <= 64
+    "few_channels": (32, 4),  # BLOCK_N <= 16 and batch·dim < 8192 (the long-sequence shape)
+    "half": (16, 2),        # BLOCK_N <= 16, 16-bit inputs, batch·dim >= 8192
+}
+
+
+def choose_blocks(dim, L, N, groups=1, block_t=None, block_d=None, batch=None, dtype=None,
+                  has_z=False):
+    """Pick (BLOCK_D, BLOCK_T, BLOCK_N) for a problem: N padded to a power of two; a chunk of up to
+    32 steps (the checkpoint spacing); as many channels as the tile budget allows, such that a
+    block never straddles two groups of B/C (BLOCK_D divides dim // groups). These are the tiles
+    of the chunked forward and of the backward: BLOCK_T = 32, BLOCK_D = 2 was the fastest
+    backward measured on the H100 at N = 16 (benchmarks/NOTES.md, section 2).
+
+    When neither block is given and ``batch`` is, the tiles measured best on the H100 for that
+    situation (``TUNED_TILES``, section 3 of the notes) replace the generic rule; not for 16-bit
+    inputs with a gate z at N = 64, where the (8, 4) tile measured slower than the generic one
+    (209 ms vs 150 ms fwd+bwd in bf16, presumably register spills)."""
+    block_n = max(triton.next_power_of_2(N), 2)
+    per_group = dim // groups
+    if block_t is None and block_d is None and batch is not None:
+        half = dtype in (torch.float16, torch.bfloat16)
+        key = None
+        if 16 < block_n <= 64:
+            key = None if (half and has_z) else "n64"
+        elif block_n <= 16 and batch * dim < 8192:
+            key = "few_channels"
+        elif block_n <= 16 and half:
+            key = "half"
+        if key is not None:
+            block_t, block_d = TUNED_TILES[key]
+            block_t = min(block_t, max(triton.next_power_of_2(L), 2))
+            block_d = min(block_d, triton.next_power_of_2(dim))
+            if groups > 1:
+                block_d = min(block_d, _pow2_dividing(per_group))
+    if block_t is None:
+        block_t = min(32, max(triton.next_power_of_2(L), 2), max(TILE_BUDGET // block_n, 2))
+    limit = max(TILE_BUDGET // (block_t * block_n), 1)
+    if block_d is None:
+        block_d = min(16, limit, triton.next_power_of_2(dim))
+        if groups > 1:
+            block_d = min(block_d, _pow2_dividing(per_group))
+    if block_t & (block_t - 1) or block_d & (block_d - 1):
+        raise ValueError(f"block_t and block_d must be powers of two, got {block_t}, {block_d}")
+    if groups > 1 and per_group % block_d:
+        raise ValueError(f"block_d must divide dim // groups = {per_group}, got {block_d}")
+    return block_d, block_t, block_n
+
+
+
+# --- the loop kernels ---
+
+
+#: The most states per channel the loop kernels hold (a channel's states sit in one thread).
+LOOP_MAX_N = 64
+
+
+def _check_loop_block(name, block_d, groups, per_group):
+    if block_d & (block_d - 1):
+        raise ValueError(f"{name} must be a power of two, got {block_d}")
+    if groups > 1 and per_group % block_d:
+        raise ValueError(f"{name} must divide dim // groups = {per_group}, got {block_d}")
+
+
+def choose_loop_block(dim, groups=1, block_d=None, batch=None, block_n=None, dtype=None):
+    """(BLOCK_D, num_warps) of the loop forward: one warp per program, and a block that never
+    straddles two groups of B/C (BLOCK_D divides dim // groups). Generic rule: 32 channels, one per
+    thread (measured on the H100: 32 channels per program beat 64 and 128). When ``batch`` and
+    ``block_n`` are given, the H100 measurements of section 3 of benchmarks/NOTES.md decide: fewer
+    channels than lanes per program means more programs (warps) in flight, and Triton then spreads
+    the N states of a channel over the spare lanes: at (8, 2048, 4096, 16) 16 channels (fp32,
+    1.25 ms vs 1.70) or 8 (bf16, 1.19 vs 1.60). Section 4 (B and C packed above 16 states, and
+    segments below 8192 channels): at N = 64 8 channels (fp32) or 16 (16-bit); at 4096 channels,
+    (2, 2048, 16384, 16), 16 (fp32) or 8 (bf16) with 8 segments."""
+    per_group = dim // groups
+    if block_d is None:
+        block_d = 32
+        if batch is not None and block_n is not None:
+            if block_n <= 16:
+                # also below 8192 channels, where the sequence is split into segments
+                # (choose_segments): 1.42 ms fp32 at (2, 2048, 16384, 16) vs 2.45 unsplit with 2
+                # channels per program, the best before segments (section 4)
+                block_d = 16 if dtype == torch.float32 else 8
+            elif block_n <= 64:
+                # section 4, B and C packed: fp32 8 channels (2.67 ms vs 2.72 at 16), 16-bit 16
+                # channels (2.51 vs 2.96 at 32 and 4.87 at 8)
+                block_d = 8 if dtype == torch.float32 else 16
+        block_d = min(block_d, max(triton.next_power_of_2(dim), 1))
+        if groups > 1:
+            block_d = min(block_d, _pow2_dividing(per_group))
+    _check_loop_block("loop_block_d", block_d, groups, per_group)
+    return block_d, min(max(block_d // 32, 1), 8)
+
+
+def choose_forward(batch, dim, block_n):
+    """Which forward kernel: the loop kernel has batch·dim / 32 warps of parallelism (one thread
+    per channel), so it needs about one warp per scheduler of the GPU (H100: 132 SMs × 4) to
+    beat the chunked kernel; its N states per thread cap it at LOOP_MAX_N. Measured on the H100
+    (benchmarks/NOTES.md, section 2): at N = 16, 16384 channels 1.52 ms (loop) vs 3.37 ms
+    (chunked), 4096 channels 5.99 ms (loop); at N = 64 the chunked kernel is 7x slower than the
+    loop even then. Section 3: with 2 channels per program (``choose_loop_block``) the loop kernel
+    takes 2.43 ms at 4096 channels, (2, 2048, 16384, 16), against 5.30 ms for the chunked one, so
+    the loop is used from 4096 channels on."""
+    if block_n > LOOP_MAX_N:
+        return "chunked"
+    if block_n > 16 or batch * dim >= 4096:
+        return "loop"
+    return "chunked"
+
+
+def choose_backward(batch, dim, block_n):
+    """Which backward kernel. The loop kernel (step by step, like the loop forward) up to
+    LOOP_MAX_N states, but at N <= 16 only from 8192 channels: measured on the H100
+    (benchmarks/NOTES.md, section 4),
+    fwd+bwd at (8, 2048, 4096, 16) 7.2 ms (loop) vs 13.3 (chunked), at (8, 2048, 4096, 64)
+    31.8 vs 58.2, but with 4096 channels, (2, 2048, 16384, 16), 19.5 vs 15.3: too few warps."""
+    if block_n > LOOP_MAX_N:
+        return "chunked"
+    if block_n > 16 or batch * dim >= 8192:
+        return "loop"
+    return "chunked"
+
+
+def choose_loop_backward(dim, groups, block_n, block_d=None, unroll=None):
+    """(BLOCK_D, UNROLL, num_warps) of the loop backward: one warp per program; 16 channels at
+    N <= 16 (the N states of a channel then share two lanes), 8 above (N/4 lanes each); a block
+    inside one group of B/C; UNROLL steps per unrolled iteration, 4 at N <= 16, 1 above (registers
+    hold UNROLL rows of B, C and h). Measured best on the H100 (benchmarks/NOTES.md, section 4)."""
+    per_group = dim // groups
+    if block_d is None:
+        block_d = min(16 if block_n <= 16 else 8, max(triton.next_power_of_2(dim), 1))
+        if groups > 1:
+            block_d = min(block_d, _pow2_dividing(per_group))
+    _check_loop_block("bwd_loop_block_d", block_d, groups, per_group)
+    if unroll is None:
+        unroll = 4 if block_n <= 16 else 1
+    if unroll & (unroll - 1):
+        raise ValueError(f"bwd_unroll must be a power of two, got {unroll}")
+    return block_d, unroll, min(max(block_d // 32, 1), 8)
+
+
+def choose_segments(batch, dim, block_d, n_chunks, block_n, dtype):
+    """How many segments the loop forward splits the sequence into (1: no split). Each segment
+    but the last is walked twice (once for its summary), so a split pays only where the programs
+    of batch × channel blocks leave warp schedulers idle. Measured on the H100 (benchmarks/NOTES.md,
+    section 4): with 16384 channels every split was slower (fp32 N = 16: 1.05 ms unsplit, 1.44 at
+    2 segments, 1.20 at 4); with 4096 channels, (2, 2048, 16384, 16), 8 segments of 16 channels
+    (fp32) or 8 (bf16) per program took 1.42 / 2.11 ms against 2.45 / 2.52 unsplit."""
+    if block_n <= 16 and batch * dim < 8192:
+        return max(1, min(8, n_chunks))
+    return 1
+
+
+def choose_unroll(block_n, dtype):
+    """Steps per unrolled iteration of the loop kernel, as measured on the H100 (section 2 of
+    benchmarks/NOTES.md): register use grows with UNROLL · N, and past the register file the
+    kernel spills and slows down several times (UNROLL = 8 and 32 at N = 16 did)."""
+    if block_n <= 16:  # 16-bit: 8 (section 4: 2.56 ms vs 2.85 at U = 4 on the long bf16 shape)
+        return 16 if dtype == torch.float32 else 8
+    if block_n <= 64:  # with B and C packed (section 4): fp32 U = 4 2.67 ms vs U = 2 4.57 at 8 channels
+        return 4 if dtype == torch.float32 else 2
+    return 1
+
