@@ -58,9 +58,15 @@ def _right(output, target):
     return _scored(output, target).argmax(-1) == target
 
 
+def _device(model):
+    """The device of the model's parameters (the CPU for a model without any)."""
+    p = next(model.parameters(), None)
+    return torch.device("cpu") if p is None else p.device
+
+
 def _answers(model, inputs, targets, batch_size):
     """float64 0/1 per target of ``model`` on ``inputs`` (eval mode, no gradients), in chunks."""
-    device = next(model.parameters()).device
+    device = _device(model)
     n = len(inputs)
     size = n if batch_size is None else batch_size
     model.eval()
@@ -150,7 +156,7 @@ def fit(model: nn.Module, make_batch, steps: int, lr: float = 3e-3, *, loss=cros
     """
     _check_fit(model, make_batch, steps, lr, loss, weight_decay, schedule, warmup, clip, val, eval_every,
                test, eval_batch_size)
-    device = next(model.parameters()).device
+    device = _device(model)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = _scheduler(opt, schedule, steps, lr, warmup)
     hist = {"loss": [], "acc": [], "step": [], "train_loss": [], "seconds": [], "params": count_parameters(model)}
