@@ -173,7 +173,7 @@ def saved_for_backward(fn, *args, **kwargs):
     """
     tensors = [a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)]
     if not any(t.requires_grad for t in tensors):
-        raise ValueError("saved_for_backward needs an argument with requires_grad=True "
+        raise ValueError("args must include a tensor with requires_grad=True "
                          "(without one, autograd saves nothing)")
     inputs = {t.untyped_storage().data_ptr() for t in tensors}
     seen = {}

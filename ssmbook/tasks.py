@@ -59,9 +59,16 @@ def char_corpus(n_chars: int = 200_000):
     return torch.tensor([index[ch] for ch in text], dtype=torch.int64), alphabet
 
 
+def _check_ids(ids, name, seq_len):
+    if not isinstance(ids, torch.Tensor) or ids.dtype != torch.int64 or ids.dim() != 1 or len(ids) <= seq_len + 1:
+        raise ValueError(f"{name} must be a 1-D int64 tensor longer than seq_len + 1 = {seq_len + 1}")
+
+
 def lm_batch(ids, batch: int, seq_len: int, generator: torch.Generator | None = None):
     """``batch`` random windows of ``ids``: inputs ``(batch, seq_len)`` and the same windows one
     character later as targets (each window starts uniformly in the corpus)."""
+    _checks.positive_int(batch, "batch"), _checks.positive_int(seq_len, "seq_len")
+    _check_ids(ids, "ids", seq_len)
     starts = torch.randint(0, len(ids) - seq_len - 1, (batch,), generator=generator)
     x = torch.stack([ids[s:s + seq_len] for s in starts.tolist()])
     y = torch.stack([ids[s + 1:s + seq_len + 1] for s in starts.tolist()])
@@ -74,9 +81,9 @@ def train_lm(model, train_ids, val_ids, steps=200, batch=32, seq_len=64, lr=3e-3
     (AdamW, weight decay 0.01, a 20-step warm-up, gradients clipped at norm 1); the validation loss
     is the mean over ``eval_batches`` fixed windows of ``val_ids``, every ``eval_every`` steps.
     Losses are cross-entropies in nats per character."""
-    for name, ids in (("train_ids", train_ids), ("val_ids", val_ids)):
-        if not isinstance(ids, torch.Tensor) or ids.dtype != torch.int64 or ids.dim() != 1 or len(ids) <= seq_len + 1:
-            raise ValueError(f"{name} must be a 1-D int64 tensor longer than seq_len + 1 = {seq_len + 1}")
+    _checks.positive_int(seq_len, "seq_len")
+    _check_ids(train_ids, "train_ids", seq_len)
+    _check_ids(val_ids, "val_ids", seq_len)
     _checks.positive_int(eval_batches, "eval_batches")
     gen = torch.Generator().manual_seed(seed)
     val = [lm_batch(val_ids, batch, seq_len, gen) for _ in range(eval_batches)]
@@ -203,6 +210,7 @@ def train_associative_recall(model: nn.Module, steps: int, batch: int = 32, lr: 
     (AdamW, a linear warm-up over the first tenth of the steps); the loss is the cross-entropy at
     the query positions.  ``eval_acc`` scores ``n_eval`` fresh sequences (seed ``10_000 + seed``)."""
     _check_model(model)
+    _checks.positive_int(steps, "steps"), _checks.positive_scalar(lr, "lr"), _checks.positive_int(batch, "batch")
     vocab = getattr(model, "vocab_size", None)
     if isinstance(vocab, int) and vocab < n_keys + n_values:
         raise ValueError(f"model must have vocab_size >= n_keys + n_values = {n_keys + n_values} "
