@@ -23,33 +23,29 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import _checks
-from .mamba import RMSNorm
+from .lm import RMSNorm
 
 __all__ = ["delta_rule", "delta_rule_ref", "linear_attention_ref", "rwkv7_ref", "delta_rule_flops",
-           "DeltaNetBlock", "RecallLM", "associative_recall_batch", "train_associative_recall"]
+           "DeltaNetBlock"]
 
 
 # --------------------------------------------------------------------------------------------
 # input checks
 # --------------------------------------------------------------------------------------------
-def _tensor(name, t, shape_msg):
-    _checks.tensor(t, name, shape_doc=shape_msg)
-
-
 def _check_qkv(q, k, v, q_name="q"):
-    _tensor(q_name, q, "(batch, heads, L, d_k)")
+    _checks.tensor(q, q_name, shape_doc="(batch, heads, L, d_k)")
     if q.dim() != 4 or q.shape[2] < 1:
         raise ValueError(f"{q_name} must have shape (batch, heads, L, d_k) with L >= 1, got {tuple(q.shape)}")
     b, h, L, dk = q.shape
-    _tensor("k", k, f"(batch, heads, L, d_k) = {(b, h, L, dk)}")
-    _tensor("v", v, f"(batch, heads, L, d_v) = {(b, h, L)} + (d_v,)")
+    _checks.tensor(k, "k", shape_doc=f"(batch, heads, L, d_k) = {(b, h, L, dk)}")
+    _checks.tensor(v, "v", shape_doc=f"(batch, heads, L, d_v) = {(b, h, L)} + (d_v,)")
     if h != L and tuple(k.shape) == (b, L, h, dk) and v.dim() == 4 and tuple(v.shape[:3]) == (b, L, h):
         # k and v agree with each other and disagree with q by a swap of L and heads: q is wrong
         raise ValueError(f"{q_name} must have shape (batch, heads, L, d_k) = {(b, L, h, dk)} to match k and v, "
                          f"got {tuple(q.shape)} (it looks like (batch, L, heads, d_k); transpose axes 1 and 2)")
     if tuple(k.shape) != (b, h, L, dk):
         raise ValueError(f"k must have {q_name}'s shape (batch, heads, L, d_k) = {(b, h, L, dk)}, got {tuple(k.shape)}")
-    _tensor("v", v, f"(batch, heads, L, d_v) = {(b, h, L)} + (d_v,)")
+    _checks.tensor(v, "v", shape_doc=f"(batch, heads, L, d_v) = {(b, h, L)} + (d_v,)")
     if v.dim() != 4 or tuple(v.shape[:3]) != (b, h, L):
         raise ValueError(f"v must have shape (batch, heads, L, d_v) = {(b, h, L)} + (d_v,), got {tuple(v.shape)}")
     for name, t in (("k", k), ("v", v)):
@@ -62,7 +58,7 @@ def _check_qkv(q, k, v, q_name="q"):
 
 
 def _check_seq(name, t, q, b, h, L):
-    _tensor(name, t, f"(batch, heads, L) = {(b, h, L)}")
+    _checks.tensor(t, name, shape_doc=f"(batch, heads, L) = {(b, h, L)}")
     if tuple(t.shape) != (b, h, L):
         raise ValueError(f"{name} must have shape (batch, heads, L) = {(b, h, L)}, got {tuple(t.shape)}")
     if t.dtype != q.dtype or t.device != q.device:
@@ -73,7 +69,7 @@ def _check_seq(name, t, q, b, h, L):
 def _check_state(state, q, b, h, dv, dk):
     if state is None:
         return
-    _tensor("initial_state", state, f"(batch, heads, d_v, d_k) = {(b, h, dv, dk)}")
+    _checks.tensor(state, "initial_state", shape_doc=f"(batch, heads, d_v, d_k) = {(b, h, dv, dk)}")
     if tuple(state.shape) != (b, h, dv, dk):
         raise ValueError(f"initial_state must have shape (batch, heads, d_v, d_k) = {(b, h, dv, dk)}, "
                          f"got {tuple(state.shape)}")
@@ -91,8 +87,8 @@ def _check_delta(q, k, v, beta, gate, initial_state, chunk=None, return_final_st
             raise ValueError("gate must lie in (0, 1] (a decay factor α_t per head and step), "
                              f"got range [{gate.min().item():.3g}, {gate.max().item():.3g}]")
     _check_state(initial_state, q, b, h, dv, dk)
-    if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
-        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    if chunk is not None:
+        _checks.positive_int(chunk, "chunk")
     _checks.flag(return_final_state, "return_final_state")
     return b, h, L, dk, dv
 
@@ -151,7 +147,7 @@ def rwkv7_ref(r, w, k, v, a, b, initial_state=None, return_final_state=False):
     """
     bsz, h, L, dk, dv = _check_qkv(r, k, v, q_name="r")
     for name, t in (("w", w), ("a", a), ("b", b)):
-        _tensor(name, t, f"(batch, heads, L, d_k) = {(bsz, h, L, dk)}")
+        _checks.tensor(t, name, shape_doc=f"(batch, heads, L, d_k) = {(bsz, h, L, dk)}")
         if tuple(t.shape) != (bsz, h, L, dk):
             raise ValueError(f"{name} must have shape (batch, heads, L, d_k) = {(bsz, h, L, dk)}, "
                              f"got {tuple(t.shape)}")
@@ -232,8 +228,7 @@ def delta_rule_flops(L, d_k, d_v, chunk):
     chunked form's work done for all chunks at once (Gram matrices, the triangular solve, the
     attention-like product) and the work in its loop over chunks (the state passing)."""
     for name, val in (("L", L), ("d_k", d_k), ("d_v", d_v), ("chunk", chunk)):
-        if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-            raise ValueError(f"{name} must be a positive int, got {val!r}")
+        _checks.positive_int(val, name)
     Q, n = chunk, -(-L // chunk)
     rec = L * (2 * d_v * d_k + 2 * d_v * d_k + 2 * d_v * d_k)              # S k, rank-one update, S q
     par = n * (2 * Q * Q * d_k                                             # K Kᵀ
@@ -246,7 +241,7 @@ def delta_rule_flops(L, d_k, d_v, chunk):
 
 
 # --------------------------------------------------------------------------------------------
-# a small layer and the associative-recall task
+# a small layer (chapter 10 trains it on ssmbook.tasks.associative_recall_batch)
 # --------------------------------------------------------------------------------------------
 class DeltaNetBlock(nn.Module):
     """A token mixer with a matrix state per head: (batch, L, d_model) → (batch, L, d_model).
@@ -265,10 +260,8 @@ class DeltaNetBlock(nn.Module):
         super().__init__()
         for name, val in (("d_model", d_model), ("n_heads", n_heads), ("head_dim", head_dim),
                           ("d_conv", d_conv), ("chunk", chunk)):
-            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-                raise ValueError(f"{name} must be a positive int, got {val!r}")
-        if rule not in self.RULES:
-            raise ValueError(f"rule must be one of {self.RULES}, got {rule!r}")
+            _checks.positive_int(val, name)
+        _checks.one_of(rule, "rule", self.RULES)
         self.d_model, self.n_heads, self.head_dim, self.rule, self.chunk = d_model, n_heads, head_dim, rule, chunk
         inner = n_heads * head_dim
         self.qkv = nn.Linear(d_model, 3 * inner, bias=False)
@@ -306,121 +299,3 @@ def _linear_attention_chunked(q, k, v):
     L = q.shape[2]
     mask = torch.tril(torch.ones(L, L, dtype=torch.bool, device=q.device))
     return ((q @ k.transpose(-1, -2)) * mask) @ v
-
-
-class RecallLM(nn.Module):
-    """embedding → n_layer × (x + mixer(RMSNorm(x))) → RMSNorm → tied LM head, for any token
-    mixer ``make_mixer(d_model)`` with the (batch, L, d_model) → (batch, L, d_model) interface."""
-
-    def __init__(self, vocab_size: int, d_model: int, n_layer: int, make_mixer):
-        super().__init__()
-        for name, val in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layer", n_layer)):
-            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-                raise ValueError(f"{name} must be a positive int, got {val!r}")
-        if not callable(make_mixer):
-            raise TypeError("make_mixer must be a callable d_model -> nn.Module")
-        self.vocab_size = vocab_size
-        self.embedding = nn.Embedding(vocab_size, d_model)
-        self.norms = nn.ModuleList([RMSNorm(d_model) for _ in range(n_layer)])
-        self.mixers = nn.ModuleList([make_mixer(d_model) for _ in range(n_layer)])
-        self.norm_f = RMSNorm(d_model)
-        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
-        self.lm_head.weight = self.embedding.weight
-        with torch.no_grad():
-            self.embedding.weight.normal_(0.0, d_model ** -0.5)
-
-    def forward(self, tokens):
-        _checks.token_ids(tokens, "tokens", self.vocab_size, ndim=2, shape_doc="(batch, L)",
-                          device=self.embedding.weight.device)
-        x = self.embedding(tokens)
-        for norm, mixer in zip(self.norms, self.mixers):
-            x = x + mixer(norm(x))
-        return self.lm_head(self.norm_f(x))
-
-
-def associative_recall_batch(batch: int, n_pairs: int = 8, n_queries: int = 4, n_keys: int = 16,
-                             n_values: int = 16, repeat_keys: bool = False,
-                             generator: torch.Generator | None = None):
-    """A batch of multi-query associative recall.
-
-    Each sequence lists ``n_pairs`` (key, value) pairs with distinct keys, then ``n_queries`` of those
-    keys again (in a random order); the model must answer each query with its value.  Keys are tokens
-    ``0 .. n_keys-1``, values ``n_keys .. n_keys+n_values-1``.  Returns ``tokens`` (batch,
-    2·n_pairs + n_queries), ``targets`` (batch, n_queries): the values to predict *at* the query
-    positions; the vocabulary size is ``n_keys + n_values``.
-
-    With ``repeat_keys=True`` the keys are drawn with replacement, so a key can be written several
-    times with different values, and the answer is the value written *last* (a memory that must be
-    overwritten); the queries are then drawn from the pairs, possibly repeating a key.
-    """
-    for name, val in (("batch", batch), ("n_pairs", n_pairs), ("n_queries", n_queries),
-                      ("n_keys", n_keys), ("n_values", n_values)):
-        if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-            raise ValueError(f"{name} must be a positive int, got {val!r}")
-    if not isinstance(repeat_keys, bool):
-        raise TypeError(f"repeat_keys must be a bool, got {type(repeat_keys).__name__}")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise _checks.ArgumentTypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    if n_pairs > n_keys and not repeat_keys:
-        raise ValueError(f"n_pairs must be <= n_keys (keys are distinct), got {n_pairs} > {n_keys}")
-    if n_queries > n_pairs:
-        raise ValueError(f"n_queries must be <= n_pairs, got {n_queries} > {n_pairs}")
-    if repeat_keys:
-        keys = torch.randint(0, n_keys, (batch, n_pairs), generator=generator)
-    else:
-        keys = torch.rand(batch, n_keys, generator=generator).argsort(dim=1)[:, :n_pairs]
-    values = torch.randint(n_keys, n_keys + n_values, (batch, n_pairs), generator=generator)
-    pick = torch.rand(batch, n_pairs, generator=generator).argsort(dim=1)[:, :n_queries]
-    qkeys = keys.gather(1, pick)                                           # (batch, n_queries)
-    same = keys[:, None, :] == qkeys[:, :, None]                           # (batch, n_queries, n_pairs)
-    last = (same * torch.arange(1, n_pairs + 1)).argmax(dim=-1)            # the last write of that key
-    tokens = torch.empty(batch, 2 * n_pairs + n_queries, dtype=torch.int64)
-    tokens[:, 0:2 * n_pairs:2], tokens[:, 1:2 * n_pairs:2] = keys, values
-    tokens[:, 2 * n_pairs:] = qkeys
-    return tokens, values.gather(1, last)
-
-
-def train_associative_recall(model: nn.Module, steps: int, batch: int = 32, lr: float = 3e-3,
-                             n_pairs: int = 8, n_queries: int = 4, n_keys: int = 16, n_values: int = 16,
-                             repeat_keys: bool = False, seed: int = 0, n_eval: int = 512) -> dict:
-    """Train ``model`` (tokens → logits) on associative recall with AdamW (linear warm-up over the
-    first tenth of the steps); the loss is the cross-entropy at the query positions only.
-
-    Returns ``{"loss": [...], "acc": [...]}`` per step and ``"eval_acc"``, the fraction of queries
-    answered right on ``n_eval`` fresh sequences.
-    """
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    if not isinstance(model, nn.Module):
-        raise _checks.ArgumentTypeError(f"model must be an nn.Module (tokens -> logits), got {type(model).__name__}")
-    _checks.positive_scalar(lr, "lr")
-    _checks.positive_int(batch, "batch")
-    vocab = getattr(model, "vocab_size", None)
-    if isinstance(vocab, int) and vocab < n_keys + n_values:
-        raise ValueError(f"model must have vocab_size >= n_keys + n_values = {n_keys + n_values} "
-                         f"(the task's tokens), got vocab_size {vocab}")
-    task = dict(n_pairs=n_pairs, n_queries=n_queries, n_keys=n_keys, n_values=n_values, repeat_keys=repeat_keys)
-    g = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    warmup = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / warmup))
-    hist = {"loss": [], "acc": []}
-    model.train()
-    for _ in range(steps):
-        tokens, target = associative_recall_batch(batch, generator=g, **task)
-        tokens, target = tokens.to(device), target.to(device)
-        logits = model(tokens)[:, -n_queries:]
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        hist["loss"].append(loss.item())
-        hist["acc"].append((logits.argmax(-1) == target).float().mean().item())
-    model.eval()
-    tokens, target = associative_recall_batch(n_eval, generator=torch.Generator().manual_seed(10_000 + seed),
-                                              **task)
-    with torch.no_grad():
-        hist["eval_acc"] = (model(tokens.to(device))[:, -n_queries:].argmax(-1).cpu() == target).double().mean().item()
-    return hist

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from . import _checks
 from . import selective as sel
-from torch import nn
+from .lm import ResidualLM
 
-__all__ = ["MambaBlock", "MambaLM", "MambaState", "RMSNorm", "S4LM", "dt_bias_init", "s4d_real_A_log",
-           "selective_copying_batch", "train_selective_copying"]
+__all__ = ["MambaBlock", "MambaLM", "MambaState", "S4LM", "S4Mixer", "dt_bias_init", "s4d_real_A_log"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,10 +94,6 @@ class MambaState:
         if self.ssm.shape[:2] != self.conv.shape[:2]:
             raise ValueError(f"ssm must have the (batch, d_inner) = {tuple(self.conv.shape[:2])} of conv, "
                              f"got shape {tuple(self.ssm.shape)}")
-
-
-def _check_float_tensor(name: str, t, shape_msg: str) -> None:
-    _checks.tensor(t, name, shape_doc=shape_msg)
 
 
 class MambaBlock(nn.Module):
@@ -184,7 +180,7 @@ class MambaBlock(nn.Module):
 
     def _check_input(self, x) -> None:
         shape = f"(batch, L, d_model={self.d_model})"
-        _check_float_tensor("x", x, shape)
+        _checks.tensor(x, "x", shape_doc=shape)
         if x.dim() != 3 or x.shape[-1] != self.d_model or x.shape[1] < 1 or x.shape[0] < 1:
             raise ValueError(f"x must have shape {shape} with batch, L >= 1, got {tuple(x.shape)}")
         _checks.module_input(x, "x", self, ndim=3, shape_doc=shape)
@@ -221,7 +217,7 @@ class MambaBlock(nn.Module):
         The state is not modified in place; the returned one replaces it.
         """
         shape = f"(batch, d_model={self.d_model})"
-        _check_float_tensor("x_t", x_t, shape)
+        _checks.tensor(x_t, "x_t", shape_doc=shape)
         if x_t.dim() != 2 or x_t.shape[-1] != self.d_model or x_t.shape[0] < 1:
             raise ValueError(f"x_t must have shape {shape} with batch >= 1, got {tuple(x_t.shape)}")
         _checks.module_input(x_t, "x_t", self, ndim=2, shape_doc=shape)
@@ -259,173 +255,41 @@ class MambaBlock(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# a tiny language model
+# the language models: Mamba, and the time-invariant S4 baseline (chapter 5's experiment)
 # --------------------------------------------------------------------------------------------
-class RMSNorm(nn.Module):
-    """``x / sqrt(mean(x²) + eps) * weight`` over the last axis."""
-
-    def __init__(self, d: int, eps: float = 1e-5, device=None, dtype=None):
-        super().__init__()
-        self.d = _checks.positive_int(d, "d")
-        self.eps = _checks.positive_scalar(eps, "eps")
-        self.weight = nn.Parameter(torch.ones(d, device=device, dtype=dtype))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _checks.tensor(x, "x", shape_doc=f"(..., d={self.d})")
-        if x.dim() < 1 or x.shape[-1] != self.d:
-            raise ValueError(f"x must have shape (..., d={self.d}), got shape {tuple(x.shape)}")
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
-
-
-class MambaLM(nn.Module):
+class MambaLM(ResidualLM):
     """embedding → n_layer × (x + MambaBlock(RMSNorm(x))) → RMSNorm → LM head tied to the embedding.
 
-    ``forward(tokens)`` with int64 tokens (batch, L) returns logits (batch, L, vocab_size).
-    Extra keyword arguments (d_conv, expand, selective, backend, ...) go to every MambaBlock.
+    ``forward(tokens)`` with int64 tokens (batch, L) returns logits (batch, L, vocab_size); ``step``
+    runs one token at a time.  Extra keyword arguments (d_conv, expand, selective, backend, ...)
+    go to every MambaBlock.
     """
 
     def __init__(self, vocab_size: int, d_model: int, n_layer: int, d_state: int = 16, **block_kw):
-        super().__init__()
-        for name, v in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layer", n_layer)):
-            _checks.positive_int(v, name)
-        fk = {k: block_kw[k] for k in ("device", "dtype") if k in block_kw}
-        self.vocab_size, self.d_model, self.n_layer = vocab_size, d_model, n_layer
-        self.embedding = nn.Embedding(vocab_size, d_model, **fk)
-        self.norms = nn.ModuleList([RMSNorm(d_model, **fk) for _ in range(n_layer)])
-        self.blocks = nn.ModuleList([MambaBlock(d_model, d_state=d_state, **block_kw) for _ in range(n_layer)])
-        self.norm_f = RMSNorm(d_model, **fk)
-        self.lm_head = nn.Linear(d_model, vocab_size, bias=False, **fk)
-        self.lm_head.weight = self.embedding.weight                           # tied
-        with torch.no_grad():
-            self.embedding.weight.normal_(0.0, 0.02 if d_model >= 256 else d_model ** -0.5)
-
-    def _check_tokens(self, name: str, tokens, shape: str) -> None:
-        _checks.token_ids(tokens, name, self.vocab_size, ndim=shape.count(",") + (shape != "(batch,)"),
-                          shape_doc=shape, device=self.embedding.weight.device)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        self._check_tokens("tokens", tokens, "(batch, L)")
-        x = self.embedding(tokens)
-        for norm, block in zip(self.norms, self.blocks):
-            x = x + block(norm(x))
-        return self.lm_head(self.norm_f(x))
-
-    def allocate_state(self, batch: int, device=None, dtype=None) -> list:
-        return [blk.allocate_state(batch, device, dtype) for blk in self.blocks]
-
-    def step(self, token_t: torch.Tensor, state: list):
-        """One token per sequence: token_t (batch,) int64 → (logits (batch, vocab), new state)."""
-        self._check_tokens("token_t", token_t, "(batch,)")
-        if not isinstance(state, list) or len(state) != self.n_layer:
-            raise ValueError(f"state must be a list of {self.n_layer} MambaState (from allocate_state)")
-        x = self.embedding(token_t)
-        new = []
-        for norm, block, s in zip(self.norms, self.blocks, state):
-            y, s = block.step(norm(x), s)
-            x = x + y
-            new.append(s)
-        return self.lm_head(self.norm_f(x)), new
+        super().__init__(vocab_size, d_model, n_layer, lambda d: MambaBlock(d, d_state=d_state, **block_kw),
+                         device=block_kw.get("device"), dtype=block_kw.get("dtype"))
 
 
-# --------------------------------------------------------------------------------------------
-# the LTI baseline and the selective-copying task (chapter 5's experiment)
-# --------------------------------------------------------------------------------------------
-class S4LM(nn.Module):
-    """The time-invariant baseline: like :class:`MambaLM`, but each block is an S4D layer
-    (:class:`ssmbook.s4.S4Layer`, a fixed convolution per channel) followed by GELU and a linear map:
-    embedding → n_layer × (x + Linear(GELU(S4(RMSNorm(x))))) → RMSNorm → tied head.
-    """
+class S4Mixer(nn.Module):
+    """``Linear(GELU(S4(x)))``: an S4D layer (:class:`ssmbook.s4.S4Layer`, a fixed convolution per
+    channel) then GELU and a linear map, on (batch, L, d_model)."""
 
-    def __init__(self, vocab_size: int, d_model: int, n_layer: int, d_state: int = 16, **s4_kw):
+    def __init__(self, d_model: int, d_state: int = 16, **s4_kw):
         super().__init__()
         from .s4 import S4Layer
 
-        for name, v in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layer", n_layer)):
-            _checks.positive_int(v, name)
-        self.vocab_size, self.d_model, self.n_layer = vocab_size, d_model, n_layer
-        self.embedding = nn.Embedding(vocab_size, d_model)
-        self.norms = nn.ModuleList([RMSNorm(d_model) for _ in range(n_layer)])
-        self.ssms = nn.ModuleList([S4Layer(d_model, d_state, **s4_kw) for _ in range(n_layer)])
-        self.mix = nn.ModuleList([nn.Linear(d_model, d_model) for _ in range(n_layer)])
-        self.norm_f = RMSNorm(d_model)
-        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
-        self.lm_head.weight = self.embedding.weight
-        with torch.no_grad():
-            self.embedding.weight.normal_(0.0, d_model ** -0.5)
+        self.ssm = S4Layer(d_model, d_state, **s4_kw)
+        self.mix = nn.Linear(d_model, d_model)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        MambaLM._check_tokens(self, "tokens", tokens, "(batch, L)")
-        x = self.embedding(tokens)
-        for norm, ssm, mix in zip(self.norms, self.ssms, self.mix):
-            y = ssm(norm(x).transpose(1, 2)).transpose(1, 2)
-            x = x + mix(F.gelu(y))
-        return self.lm_head(self.norm_f(x))
+    def forward(self, x):
+        _checks.module_input(x, "x", self, ndim=3, shape_doc=f"(batch, L, d_model={self.ssm.d_model})",
+                             last=self.ssm.d_model)
+        return self.mix(F.gelu(self.ssm(x.transpose(1, 2)).transpose(1, 2)))
 
 
-def selective_copying_batch(batch: int, n_context: int = 24, n_data: int = 4, n_symbols: int = 8,
-                            generator: torch.Generator | None = None):
-    """A batch of the selective-copying task (Gu & Dao, section 3.1), at toy scale.
+class S4LM(ResidualLM):
+    """The time-invariant baseline: like :class:`MambaLM`, but each block is an :class:`S4Mixer`:
+    embedding → n_layer × (x + Linear(GELU(S4(RMSNorm(x))))) → RMSNorm → tied head."""
 
-    Vocabulary: ``0`` blank (noise), ``1..n_symbols`` data symbols, ``n_symbols + 1`` the "go" marker.
-    Each sequence has ``n_context`` positions, of which ``n_data`` random ones (a different set in
-    every row) hold random data symbols and the rest are blank, followed by ``n_data`` go markers.
-    At the markers the model must output the data symbols in their order of appearance.
-
-    Returns ``tokens`` (batch, n_context + n_data) int64 and ``targets`` (batch, n_data) int64; the
-    vocabulary size is ``n_symbols + 2``.
-    """
-    for name, v in (("batch", batch), ("n_context", n_context), ("n_data", n_data), ("n_symbols", n_symbols)):
-        _checks.positive_int(v, name)
-    if n_data > n_context:
-        raise ValueError(f"n_data must be <= n_context, got n_data={n_data}, n_context={n_context}")
-    pos = torch.rand(batch, n_context, generator=generator).argsort(dim=1)[:, :n_data]
-    pos = pos.sort(dim=1).values                                           # in order of appearance
-    data = torch.randint(1, n_symbols + 1, (batch, n_data), generator=generator)
-    tokens = torch.zeros(batch, n_context + n_data, dtype=torch.int64)
-    tokens.scatter_(1, pos, data)
-    tokens[:, n_context:] = n_symbols + 1
-    return tokens, data
-
-
-def train_selective_copying(model: nn.Module, steps: int, batch: int = 32, lr: float = 3e-3,
-                            n_context: int = 24, n_data: int = 4, n_symbols: int = 8, seed: int = 0,
-                            n_eval: int = 512) -> dict:
-    """Train ``model`` (tokens → logits) on selective copying with AdamW (learning rate ``lr`` after a
-    linear warm-up over the first tenth of the steps); the loss is the cross-entropy at the
-    ``n_data`` answer positions only.  Batches are drawn on the CPU and moved to the model's device.
-
-    Returns ``{"loss": [...], "acc": [...]}`` (per training step: the batch's loss and the fraction
-    of answer tokens right), ``"eval_acc"``: that fraction on ``n_eval`` fresh sequences, and
-    ``"eval_acc_by_position"``: the same per answer position (first, second, ... data token).
-    """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module (tokens -> logits), got {type(model).__name__}")
-    for name, v in (("steps", steps), ("batch", batch), ("n_eval", n_eval)):
-        _checks.positive_int(v, name)
-    _checks.positive_scalar(lr, "lr")
-    g = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    warmup = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / warmup))  # linear warm-up
-    hist = {"loss": [], "acc": []}
-    model.train()
-    for _ in range(steps):
-        tokens, target = selective_copying_batch(batch, n_context, n_data, n_symbols, generator=g)
-        tokens, target = tokens.to(device), target.to(device)
-        logits = model(tokens)[:, -n_data:]
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        hist["loss"].append(loss.item())
-        hist["acc"].append((logits.argmax(-1) == target).float().mean().item())
-    model.eval()
-    g_eval = torch.Generator().manual_seed(10_000 + seed)
-    tokens, target = selective_copying_batch(n_eval, n_context, n_data, n_symbols, generator=g_eval)
-    with torch.no_grad():
-        right = (model(tokens.to(device))[:, -n_data:].argmax(-1).cpu() == target).double()
-    hist["eval_acc"] = right.mean().item()
-    hist["eval_acc_by_position"] = right.mean(0).tolist()
-    return hist
+    def __init__(self, vocab_size: int, d_model: int, n_layer: int, d_state: int = 16, **s4_kw):
+        super().__init__(vocab_size, d_model, n_layer, lambda d: S4Mixer(d, d_state, **s4_kw))

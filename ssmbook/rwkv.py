@@ -19,11 +19,10 @@ This module holds
 * WKV-6, the matrix-valued state with a data-dependent decay: :func:`wkv6_reference`,
   :func:`wkv6_recurrent`, :func:`wkv6_parallel`, :func:`wkv6_chunked`;
 * the layers: :class:`TimeMix` (RWKV-4), :class:`TimeMix6` (RWKV-6 style), :class:`ChannelMix`,
-  :class:`RWKVBlock` and a tiny language model :class:`RWKVLM` with a recurrent ``step`` mode;
-* what the chapter's experiments need: a causal softmax-attention baseline
-  (:func:`causal_softmax_attention`, :class:`TransformerLM`), a character corpus that ships with
-  Python (:func:`char_corpus`), a training loop (:func:`train_lm`) and a peak-memory probe
-  (:func:`peak_memory`).
+  :class:`RWKVBlock` and a tiny language model :class:`RWKVLM` with a recurrent ``step`` mode.
+
+The chapter's attention baseline is in :mod:`ssmbook.baselines`, its corpus and training run in
+:mod:`ssmbook.tasks`, its memory and operator counts in :mod:`ssmbook.measure`.
 
 Shapes follow the batch-first convention of the RWKV papers: ``k, v`` are ``(batch, T, C)``;
 ``w, u`` are ``(C,)``.  A WKV-4 state is a tuple ``(num, den, p)`` of ``(batch, C)`` tensors that
@@ -32,8 +31,6 @@ stands for numerator ``num * e^p`` and denominator ``den * e^p``.
 from __future__ import annotations
 
 import math
-import time
-import weakref
 
 import numpy as np
 import torch
@@ -46,21 +43,15 @@ __all__ = [
     "wkv_reference", "wkv_naive", "wkv_recurrent", "wkv_parallel", "wkv_chunked", "wkv_init_state",
     "wkv6_reference", "wkv6_recurrent", "wkv6_parallel", "wkv6_chunked",
     "TimeMix", "TimeMix6", "ChannelMix", "RWKVBlock", "RWKVLM",
-    "causal_softmax_attention", "attention_step", "TransformerLM", "count_parameters",
-    "char_corpus", "train_lm", "peak_memory", "count_ops",
 ]
 
 
 # ----------------------------------------------------------------------------------------------
 # input checks
 # ----------------------------------------------------------------------------------------------
-def _check_float(name, x):
-    _checks.tensor(x, name)
-
-
 def _check_wkv_args(w, u, k, v):
     for name, x in (("k", k), ("v", v), ("w", w), ("u", u)):
-        _check_float(name, x)
+        _checks.tensor(x, name)
     if k.dim() != 3:
         raise ValueError(f"k must have shape (batch, T, C), got {tuple(k.shape)}")
     B, T, C = k.shape
@@ -88,7 +79,7 @@ def _check_wkv_state(state, B, C, dtype):
     if not (isinstance(state, (tuple, list)) and len(state) == 3):
         raise ValueError("state must be a tuple (num, den, p) of (batch, C) tensors")
     for name, s in zip(("num", "den", "p"), state):
-        _check_float(f"state[{name}]", s)
+        _checks.tensor(s, f"state[{name}]")
         if s.shape != (B, C):
             raise ValueError(f"state[{name}] must have shape (batch, C) = ({B}, {C}), got {tuple(s.shape)}")
         if s.dtype != dtype:
@@ -225,8 +216,7 @@ def wkv_chunked(w, u, k, v, chunk=16, state=None, return_state=False):
     a chunk.  Equal to :func:`wkv_recurrent` and :func:`wkv_parallel`.
     """
     B, T, C = _check_wkv_args(w, u, k, v)
-    if not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    _checks.positive_int(chunk, "chunk")
     state = _check_wkv_state(state, B, C, k.dtype)
     if state is None:
         state = wkv_init_state(B, C, k.dtype, k.device)
@@ -243,7 +233,7 @@ def wkv_chunked(w, u, k, v, chunk=16, state=None, return_state=False):
 # ----------------------------------------------------------------------------------------------
 def _check_wkv6_args(r, log_w, k, v, u):
     for name, x in (("k", k), ("r", r), ("log_w", log_w), ("v", v), ("u", u)):
-        _check_float(name, x)
+        _checks.tensor(x, name)
     if k.dim() != 4:
         raise ValueError(f"k must have shape (batch, T, H, K), got {tuple(k.shape)}")
     B, T, H, K = k.shape
@@ -277,7 +267,7 @@ def _check_wkv6_args(r, log_w, k, v, u):
 def _check_wkv6_state(state, B, H, K, V, like):
     if state is None:
         return torch.zeros(B, H, K, V, dtype=like.dtype, device=like.device)
-    _check_float("state", state)
+    _checks.tensor(state, "state")
     if state.shape != (B, H, K, V):
         raise ValueError(f"state must have shape (batch, H, K, V) = ({B}, {H}, {K}, {V}), got {tuple(state.shape)}")
     if state.dtype != like.dtype:
@@ -332,10 +322,7 @@ def wkv6_parallel(r, log_w, k, v, u, state=None, return_state=False):
     B, T, H, K, V = _check_wkv6_args(r, log_w, k, v, u)
     S0 = _check_wkv6_state(state, B, H, K, V, k)
     t = torch.arange(T, device=k.device)
-    # seg[b, t, i] = sum_{s=i+1}^{t-1} log_w_s for i < t, summed from the terms themselves
-    # (a masked cumulative sum along t), never as a difference of two prefix sums: that
-    # difference cancels when the prefix sums are huge (log_w ~ -1e4) and is -inf - (-inf) = NaN
-    # when a decay is exactly 0.
+    # seg[b, t, i] = sum_{s=i+1}^{t-1} log_w_s for i < t: a masked cumulative sum along t
     causal = (t[:, None] > t[None, :])[None, :, :, None, None]           # [t, i]: i < t
     terms = torch.where(causal, log_w[:, :, None], torch.zeros((), dtype=k.dtype, device=k.device))
     run = torch.cumsum(terms, dim=1)                                      # [t, i] = sum_{s=i+1}^{t}
@@ -358,8 +345,7 @@ def wkv6_parallel(r, log_w, k, v, u, state=None, return_state=False):
 def wkv6_chunked(r, log_w, k, v, u, chunk=16, state=None, return_state=False):
     """WKV-6 in chunks: :func:`wkv6_parallel` inside each chunk, the matrix state carried across."""
     B, T, H, K, V = _check_wkv6_args(r, log_w, k, v, u)
-    if not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    _checks.positive_int(chunk, "chunk")
     S = _check_wkv6_state(state, B, H, K, V, k)
     ys = []
     for s in range(0, T, chunk):
@@ -379,15 +365,6 @@ _WKV_MODES = ("chunked", "parallel", "recurrent")
 def _token_shift(x, last):
     """``x`` shifted one step to the right along time, ``last`` (batch, C) filling the gap."""
     return torch.cat([last[:, None, :], x[:, :-1]], dim=1)
-
-
-def _check_x(x, d_model, name="x", module=None):
-    _check_float(name, x)
-    if x.dim() != 3 or x.shape[-1] != d_model or x.shape[1] < 1 or x.shape[0] < 1:
-        raise ValueError(f"{name} must have shape (batch, L, d_model={d_model}) with batch, L >= 1, "
-                         f"got {tuple(x.shape)}")
-    if module is not None:
-        _checks.module_input(x, name, module, ndim=3, shape_doc=f"(batch, L, d_model={d_model})")
 
 
 def _check_last(x_last, x, name="state"):
@@ -441,7 +418,7 @@ class TimeMix(nn.Module):
                 wkv_init_state(batch, self.d_model, dtype, device))
 
     def forward(self, x, state=None):
-        _check_x(x, self.d_model, module=self)
+        _checks.module_input(x, "x", self, ndim=3, shape_doc=f"(batch, L, d_model={self.d_model})", last=self.d_model)
         B = x.shape[0]
         if state is None:
             state = self.allocate_state(B, x.device, x.dtype)
@@ -503,7 +480,7 @@ class TimeMix6(nn.Module):
         return -torch.exp(self.time_decay + torch.tanh(xw @ self.decay_A) @ self.decay_B)
 
     def forward(self, x, state=None):
-        _check_x(x, self.d_model, module=self)
+        _checks.module_input(x, "x", self, ndim=3, shape_doc=f"(batch, L, d_model={self.d_model})", last=self.d_model)
         B, L, C = x.shape
         if state is None:
             state = self.allocate_state(B, x.device, x.dtype)
@@ -541,7 +518,7 @@ class ChannelMix(nn.Module):
         return torch.zeros(batch, self.d_model, device=device, dtype=dtype or self.key.weight.dtype)
 
     def forward(self, x, state=None):
-        _check_x(x, self.d_model, module=self)
+        _checks.module_input(x, "x", self, ndim=3, shape_doc=f"(batch, L, d_model={self.d_model})", last=self.d_model)
         if state is None:
             state = self.allocate_state(x.shape[0], x.device, x.dtype)
         _check_last(state, x)
@@ -569,7 +546,7 @@ class RWKVBlock(nn.Module):
         return (self.att.allocate_state(batch, device, dtype), self.ffn.allocate_state(batch, device, dtype))
 
     def forward(self, x, state=None):
-        _check_x(x, self.d_model, module=self)
+        _checks.module_input(x, "x", self, ndim=3, shape_doc=f"(batch, L, d_model={self.d_model})", last=self.d_model)
         att_state, ffn_state = _check_pair(state) if state is not None else (None, None)
         a, att_state = self.att(self.ln1(x), att_state)
         x = x + a
@@ -619,268 +596,3 @@ class RWKVLM(nn.Module):
                           device=self.emb.weight.device)
         logits, state = self.forward(token[:, None], state, return_state=True, _name="token")
         return logits[:, 0], state
-
-
-# ----------------------------------------------------------------------------------------------
-# the attention baseline
-# ----------------------------------------------------------------------------------------------
-def causal_softmax_attention(q, k, v):
-    """Causal softmax attention ``softmax(q k^T / sqrt(d) + mask) v`` on (batch, T, H, D) tensors.
-
-    Written out (no fused kernel) so that its T x T score matrix is visible: O(T^2) time and memory.
-    """
-    for name, x in (("q", q), ("k", k), ("v", v)):
-        _check_float(name, x)
-        if x.dim() != 4:
-            raise ValueError(f"{name} must have shape (batch, T, H, D), got {tuple(x.shape)}")
-    if k.shape != q.shape or v.shape[:3] != q.shape[:3]:
-        raise ValueError(f"q, k must have one shape (batch, T, H, D) and v (batch, T, H, Dv); got "
-                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
-    T, D = q.shape[1], q.shape[3]
-    scores = torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(D)
-    mask = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
-    scores = scores.masked_fill(mask, -math.inf)
-    return torch.einsum("bhts,bshd->bthd", torch.softmax(scores, dim=-1), v)
-
-
-def attention_step(q, k_cache, v_cache):
-    """One decoding step of softmax attention: the new query ``q`` (batch, H, D) against the cache
-    ``k_cache`` (batch, t, H, D) and ``v_cache`` (batch, t, H, Dv) of all ``t`` tokens so far
-    (the new one included).  O(t) time and a cache of O(t) memory: what RWKV's O(1) state replaces.
-    """
-    for name, x, nd in (("q", q, 3), ("k_cache", k_cache, 4), ("v_cache", v_cache, 4)):
-        _check_float(name, x)
-        if x.dim() != nd:
-            raise ValueError(f"{name} must have {nd} dimensions, got shape {tuple(x.shape)}")
-    if k_cache.shape[0] != q.shape[0] or k_cache.shape[2:] != q.shape[1:]:
-        raise ValueError(f"k_cache must have shape (batch, t, H, D) with (batch, H, D) = q's "
-                         f"{tuple(q.shape)}, got {tuple(k_cache.shape)}")
-    if v_cache.shape[:3] != k_cache.shape[:3]:
-        raise ValueError(f"v_cache must have shape (batch, t, H, Dv) with (batch, t, H) = "
-                         f"{tuple(k_cache.shape[:3])} (k_cache's), got {tuple(v_cache.shape)}")
-    scores = torch.einsum("bhd,bthd->bht", q, k_cache) / math.sqrt(q.shape[-1])
-    return torch.einsum("bht,bthd->bhd", torch.softmax(scores, dim=-1), v_cache)
-
-
-class _AttentionBlock(nn.Module):
-    def __init__(self, d_model, n_head, ffn_hidden):
-        super().__init__()
-        self.n_head = n_head
-        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
-        self.proj = nn.Linear(d_model, d_model, bias=False)
-        self.ffn = nn.Sequential(nn.Linear(d_model, ffn_hidden), nn.GELU(), nn.Linear(ffn_hidden, d_model))
-
-    def forward(self, x):
-        B, L, C = x.shape
-        q, k, v = self.qkv(self.ln1(x)).view(B, L, 3, self.n_head, C // self.n_head).unbind(2)
-        x = x + self.proj(causal_softmax_attention(q, k, v).reshape(B, L, C))
-        return x + self.ffn(self.ln2(x))
-
-
-class TransformerLM(nn.Module):
-    """A small pre-LN causal Transformer (learned positions, tied head): the chapter's baseline."""
-
-    def __init__(self, vocab_size: int, d_model: int, n_layer: int, n_head: int = 4, max_len: int = 512,
-                 ffn_hidden: int | None = None):
-        super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layer", n_layer),
-                            ("n_head", n_head), ("max_len", max_len)):
-            _checks.positive_int(value, name)
-        if d_model % n_head:
-            raise ValueError(f"n_head must divide d_model ({d_model}), got n_head = {n_head}")
-        self.vocab_size, self.max_len = vocab_size, max_len
-        self.emb = nn.Embedding(vocab_size, d_model)
-        self.pos = nn.Parameter(torch.zeros(max_len, d_model))
-        nn.init.normal_(self.emb.weight, std=0.02)
-        nn.init.normal_(self.pos, std=0.02)
-        self.blocks = nn.ModuleList(_AttentionBlock(d_model, n_head, ffn_hidden or 4 * d_model) for _ in range(n_layer))
-        self.ln_out = nn.LayerNorm(d_model)
-
-    def forward(self, tokens):
-        _checks.token_ids(tokens, "tokens", self.vocab_size, ndim=2, shape_doc="(batch, L)",
-                          device=self.pos.device)
-        L = tokens.shape[1]
-        if not 1 <= L <= self.max_len:
-            raise ValueError(f"tokens must have 1 <= L <= max_len={self.max_len}, got L={L}")
-        x = self.emb(tokens) + self.pos[:L]
-        for block in self.blocks:
-            x = block(x)
-        return self.ln_out(x) @ self.emb.weight.T
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters (a tied weight counts once)."""
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-# ----------------------------------------------------------------------------------------------
-# data, training, measurement
-# ----------------------------------------------------------------------------------------------
-def char_corpus(n_chars: int = 200_000):
-    """Characters of Python's own documentation (``pydoc_data.topics``, ships with Python).
-
-    Non-ASCII characters become ``'?'``.  Returns ``(ids, alphabet)``: an int64 tensor of
-    ``n_chars`` token ids and the string of characters they index.
-    """
-    import pydoc_data.topics
-
-    if not isinstance(n_chars, int) or n_chars < 2:
-        raise ValueError(f"n_chars must be an int >= 2, got {n_chars!r}")
-    text = "".join(pydoc_data.topics.topics[key] for key in sorted(pydoc_data.topics.topics))
-    text = "".join(ch if (ch.isascii() and (ch.isprintable() or ch == "\n")) else "?" for ch in text)
-    if n_chars > len(text):
-        raise ValueError(f"n_chars must be <= {len(text)} (the corpus size), got {n_chars}")
-    text = text[:n_chars]
-    alphabet = "".join(sorted(set(text)))
-    index = {ch: i for i, ch in enumerate(alphabet)}
-    return torch.tensor([index[ch] for ch in text], dtype=torch.int64), alphabet
-
-
-def _batches(ids, batch, seq_len, gen):
-    starts = torch.randint(0, len(ids) - seq_len - 1, (batch,), generator=gen)
-    x = torch.stack([ids[s:s + seq_len] for s in starts.tolist()])
-    y = torch.stack([ids[s + 1:s + seq_len + 1] for s in starts.tolist()])
-    return x, y
-
-
-def train_lm(model, train_ids, val_ids, steps=200, batch=32, seq_len=64, lr=3e-3, eval_every=25,
-             eval_batches=4, seed=0):
-    """Train a next-character model with AdamW; return its learning curves.
-
-    Returns a dict with ``step``, ``train_loss`` (mean over the last ``eval_every`` steps),
-    ``val_loss`` (mean over ``eval_batches`` fixed validation batches), ``seconds`` (wall clock
-    at each evaluation) and ``params``.  Losses are cross-entropies in nats per character.
-    """
-    for name, ids in (("train_ids", train_ids), ("val_ids", val_ids)):
-        if not isinstance(ids, torch.Tensor) or ids.dtype != torch.int64 or ids.dim() != 1 or len(ids) <= seq_len + 1:
-            raise ValueError(f"{name} must be a 1-D int64 tensor longer than seq_len + 1 = {seq_len + 1}")
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    for name, value in (("steps", steps), ("batch", batch), ("seq_len", seq_len), ("eval_every", eval_every),
-                        ("eval_batches", eval_batches)):
-        _checks.positive_int(value, name)
-    _checks.positive_scalar(lr, "lr")
-    gen = torch.Generator().manual_seed(seed)
-    val = [_batches(val_ids, batch, seq_len, gen) for _ in range(eval_batches)]
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20))
-    hist = {"step": [], "train_loss": [], "val_loss": [], "seconds": [], "params": count_parameters(model)}
-    running, t0 = [], time.perf_counter()
-    for step in range(1, steps + 1):
-        model.train()
-        x, y = _batches(train_ids, batch, seq_len, gen)
-        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        running.append(loss.item())
-        if step % eval_every == 0 or step == steps:
-            model.eval()
-            with torch.no_grad():
-                v = sum(F.cross_entropy(model(a).flatten(0, 1), b.flatten()).item() for a, b in val) / len(val)
-            hist["step"].append(step)
-            hist["train_loss"].append(sum(running) / len(running))
-            hist["val_loss"].append(v)
-            hist["seconds"].append(time.perf_counter() - t0)
-            running = []
-    return hist
-
-
-def peak_memory(fn, *args, **kwargs):
-    """Run ``fn(*args, **kwargs)`` and return ``(result, peak_bytes)``.
-
-    ``peak_bytes`` is the largest total size of tensors that torch operators created inside the
-    call and that were alive at the same time (inputs not counted; views and in-place results
-    share storage and are not counted twice).  Works on any device; use it under
-    ``torch.no_grad()`` (tensors saved for backward live in C++ and are not seen).
-    """
-    if not callable(fn):
-        raise ValueError(f"fn must be callable (it is called as fn(*args, **kwargs)), got {type(fn).__name__}")
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    live = {"now": 0, "peak": 0}
-    seen = {}
-
-    def release(key, nbytes):
-        if seen.pop(key, None) is not None:
-            live["now"] -= nbytes
-
-    class Probe(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            kwargs = kwargs or {}
-            out = func(*args, **kwargs)
-            inputs = {a.untyped_storage().data_ptr() for a in list(args) + list(kwargs.values())
-                      if isinstance(a, torch.Tensor)}
-            outs = out if isinstance(out, (tuple, list)) else (out,)
-            for o in outs:
-                if not isinstance(o, torch.Tensor) or o._base is not None:
-                    continue
-                st = o.untyped_storage()
-                key = st.data_ptr()
-                if key in seen or key in inputs or st.nbytes() == 0:
-                    continue
-                seen[key] = True
-                live["now"] += st.nbytes()
-                live["peak"] = max(live["peak"], live["now"])
-                weakref.finalize(o, release, key, st.nbytes())
-            return out
-
-    with Probe():
-        result = fn(*args, **kwargs)
-    return result, live["peak"]
-
-
-def count_ops(fn, *args, **kwargs):
-    """Run ``fn(*args, **kwargs)`` and return ``(result, n)``, ``n`` the number of torch operator calls.
-
-    Each call is one pass over its tensors, however large: a form that needs ``L`` sequential steps
-    makes O(L) calls, a parallel form a number independent of ``L``.  For a machine that runs each
-    operator in parallel over its elements (a GPU), ``n`` is the length of the critical path.
-    """
-    if not callable(fn):
-        raise ValueError(f"fn must be callable (it is called as fn(*args, **kwargs)), got {type(fn).__name__}")
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    calls = [0]
-
-    class Counter(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            calls[0] += 1
-            return func(*args, **(kwargs or {}))
-
-    with Counter():
-        result = fn(*args, **kwargs)
-    return result, calls[0]
-
-
-def saved_for_backward(fn, *args, **kwargs):
-    """Run ``fn(*args, **kwargs)`` with autograd on and return ``(result, nbytes)``.
-
-    ``nbytes`` is the total size of the tensors that autograd saves for the backward pass during
-    the call: the activation memory a training step holds between its forward and its backward.
-    Storages are counted once (views and repeated saves of one tensor share it), and storages of
-    the arguments (inputs and parameters passed in) are not counted.  Needs at least one argument
-    with ``requires_grad=True``, else nothing is saved and a ValueError is raised.
-    """
-    tensors = [a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)]
-    if not any(t.requires_grad for t in tensors):
-        raise ValueError("saved_for_backward needs an argument with requires_grad=True "
-                         "(without one, autograd saves nothing)")
-    inputs = {t.untyped_storage().data_ptr() for t in tensors}
-    seen = {}
-
-    def pack(t):
-        st = t.untyped_storage()
-        key = st.data_ptr()
-        if key not in inputs and st.nbytes() > 0:
-            seen[key] = st.nbytes()
-        return t
-
-    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        result = fn(*args, **kwargs)
-    return result, sum(seen.values())

@@ -35,7 +35,7 @@ __all__ = [
     "hippo_legs", "hippo_legs_nplr", "hippo_legs_diagonal",
     "legs_online", "legs_project", "legendre_reconstruct", "legs_lti_kernel",
     "kernel", "kernel_diag", "conv_matrix", "causal_conv", "causal_conv_direct", "recurrent",
-    "s4d_kernel", "S4Layer", "S4Classifier", "marker_copy_batch", "train_classifier",
+    "s4d_kernel", "S4Layer", "S4Classifier",
 ]
 
 
@@ -52,10 +52,6 @@ def _np_array(x, name, ndim=None, allow_complex=True):
     if ndim is not None and x.ndim not in (ndim if isinstance(ndim, tuple) else (ndim,)):
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {x.shape}")
     return _checks.array(x, name, complex_ok=allow_complex, min_size=0)     # NaN and inf rejected
-
-
-def _check_N(N, name="N"):
-    return _checks.positive_int(N, name)
 
 
 def _system(Ab, Bb, C):
@@ -85,7 +81,7 @@ def hippo_legs(N: int):
     ``B[n] = sqrt(2n+1)``.  With them, ``dc/dt = (A c + B f(t)) / t`` keeps ``c(t)`` equal to the
     coefficients of ``f`` on [0, t] in the scaled Legendre basis (see :func:`legs_online`).
     """
-    N = _check_N(N)
+    N = _checks.positive_int(N, "N")
     q = np.sqrt(2.0 * np.arange(N) + 1.0)
     A = -np.tril(np.outer(q, q), -1) - np.diag(np.arange(1.0, N + 1.0)) + 0.0  # + 0.0: no -0.0 entries
     return A, q.copy()
@@ -105,7 +101,7 @@ def hippo_legs_nplr(N: int):
 def hippo_legs_diagonal(N: int):
     """S4D-LegS: ``N`` eigenvalues of the normal part of HiPPO-LegS of size ``2N``, one from each
     complex-conjugate pair (positive imaginary part), sorted by imaginary part; complex128, shape (N,)."""
-    N = _check_N(N)
+    N = _checks.positive_int(N, "N")
     S, _ = hippo_legs_nplr(2 * N)
     # S = -I/2 + W with W skew-symmetric; i W is Hermitian, so eigh gives W's spectrum accurately.
     W = S + 0.5 * np.eye(2 * N)
@@ -126,7 +122,7 @@ def legs_online(f, N: int):
     (:func:`legs_project`) falls like 1/T² for a smooth f.
     """
     f = _np_array(f, "f", ndim=1, allow_complex=False)
-    N = _check_N(N)
+    N = _checks.positive_int(N, "N")
     T = f.shape[0]
     if T < 1:
         raise ValueError("f must have at least one sample, got shape (0,)")
@@ -151,8 +147,8 @@ def legs_project(fn, t: float, N: int, n_quad: int = 200):
     with ``g_n(s) = sqrt(2n+1) P_n(2s/t - 1)``, by Gauss-Legendre quadrature (``n_quad`` nodes)."""
     if not callable(fn):
         raise ValueError(f"fn must be callable (an array of times -> the values there), got {type(fn).__name__}")
-    N = _check_N(N)
-    n_quad = _check_N(n_quad, "n_quad")
+    N = _checks.positive_int(N, "N")
+    n_quad = _checks.positive_int(n_quad, "n_quad")
     if not (np.isfinite(t) and t > 0):
         raise ValueError(f"t must be a positive finite float, got {t!r}")
     x, w = np.polynomial.legendre.leggauss(n_quad)          # nodes on [-1, 1]
@@ -190,7 +186,7 @@ def legs_lti_kernel(r, N: int):
     ``r``: (M,) float64, ≥ 0 → (N, M).
     """
     r = _np_array(r, "r", ndim=1, allow_complex=False)
-    N = _check_N(N)
+    N = _checks.positive_int(N, "N")
     if r.size and r.min() < 0:
         raise ValueError("r (the lags) must be ≥ 0")
     s = np.exp(-r)
@@ -206,7 +202,7 @@ def kernel(Ab, Bb, C, L: int):
     Cost O(L N²); the slow, obviously-correct reference.
     """
     Ab, Bb, C = _system(Ab, Bb, C)
-    L = _check_N(L, "L")
+    L = _checks.positive_int(L, "L")
     K = np.zeros(L, dtype=np.result_type(Ab, Bb, C))
     v = Bb.astype(K.dtype)
     for j in range(L):
@@ -230,7 +226,7 @@ def kernel_diag(dA, dB, C, L: int):
         raise ValueError(f"dB must have the shape of dA {dA.shape}, got {dB.shape}")
     if C.shape != dA.shape:
         raise ValueError(f"C must have the shape of dA {dA.shape}, got {C.shape}")
-    L = _check_N(L, "L")
+    L = _checks.positive_int(L, "L")
     # the Vandermonde matrix V[..., n, j] = dA_n^j, as exp(j log dA_n): no loop over j
     with np.errstate(divide="ignore", invalid="ignore"):
         V = np.exp(np.log(dA.astype(np.complex128))[..., None] * np.arange(L))
@@ -246,7 +242,7 @@ def conv_matrix(K, L: int | None = None):
     ``K``: (Lk,) float64/complex128; ``L`` (default ``Lk``) is the sequence length → (L, L).
     """
     K = _np_array(K, "K", ndim=1)
-    L = K.shape[0] if L is None else _check_N(L, "L")
+    L = K.shape[0] if L is None else _checks.positive_int(L, "L")
     T = np.zeros((L, L), dtype=K.dtype)
     for d in range(min(L, K.shape[0])):
         T += np.diag(np.full(L - d, K[d]), -d)
@@ -354,7 +350,7 @@ def s4d_kernel(log_dt, log_A_real, A_imag, C, L: int):
     ``C`` (H, N) complex.  Each complex mode stands for a conjugate pair of a real SSM of state
     size 2N, hence the factor 2 and the real part.  Returns (H, L), Ā and B̄.
     """
-    L = _check_N(L, "L")
+    L = _checks.positive_int(L, "L")
     if log_dt.ndim != 1 or log_dt.is_complex():
         raise ValueError(f"log_dt must be a real tensor of shape (H,), got {tuple(log_dt.shape)} {log_dt.dtype}")
     H = log_dt.shape[0]
@@ -395,8 +391,8 @@ class S4Layer(nn.Module):
     def __init__(self, d_model: int, d_state: int = 16, dt_min: float = 1e-3, dt_max: float = 1e-1,
                  init: str = "legs"):
         super().__init__()
-        d_model = _check_N(d_model, "d_model")
-        d_state = _check_N(d_state, "d_state")
+        d_model = _checks.positive_int(d_model, "d_model")
+        d_state = _checks.positive_int(d_state, "d_state")
         if not (0 < dt_min <= dt_max):
             raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
         if init == "lin":
@@ -415,9 +411,8 @@ class S4Layer(nn.Module):
         self.D = nn.Parameter(torch.randn(d_model))
 
     def _check_u(self, u, name, ndim):
-        if not isinstance(u, torch.Tensor) or not u.is_floating_point():
-            raise ValueError(f"{name} must be a real floating-point tensor")
         shape = "(batch, H, L)" if ndim == 3 else "(batch, H)"
+        _checks.tensor(u, name, shape_doc=shape)
         if u.ndim != ndim or u.shape[1] != self.d_model or u.shape[0] < 1 or (ndim == 3 and u.shape[-1] < 1):
             raise ValueError(f"{name} must have shape {shape} with H = {self.d_model}, got {tuple(u.shape)}")
         if u.dtype != self.log_dt.dtype:
@@ -434,7 +429,7 @@ class S4Layer(nn.Module):
 
     def initial_state(self, batch: int):
         """The zero state, complex (batch, H, N)."""
-        batch = _check_N(batch, "batch")
+        batch = _checks.positive_int(batch, "batch")
         cdt = torch.complex128 if self.log_dt.dtype == torch.float64 else torch.complex64
         return torch.zeros(batch, self.d_model, self.d_state, dtype=cdt, device=self.log_dt.device)
 
@@ -474,15 +469,14 @@ class S4Classifier(nn.Module):
     def __init__(self, vocab: int, n_classes: int, d_model: int = 32, d_state: int = 16,
                  n_layers: int = 1, **s4_kw):
         super().__init__()
-        self.embed = nn.Embedding(_check_N(vocab, "vocab"), d_model)
-        self.layers = nn.ModuleList(S4Layer(d_model, d_state, **s4_kw) for _ in range(_check_N(n_layers, "n_layers")))
+        self.embed = nn.Embedding(_checks.positive_int(vocab, "vocab"), d_model)
+        n_layers = _checks.positive_int(n_layers, "n_layers")
+        self.layers = nn.ModuleList(S4Layer(d_model, d_state, **s4_kw) for _ in range(n_layers))
         self.mix = nn.ModuleList(nn.Linear(d_model, d_model) for _ in range(n_layers))
         self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(n_layers))
-        self.head = nn.Linear(d_model, _check_N(n_classes, "n_classes"))
+        self.head = nn.Linear(d_model, _checks.positive_int(n_classes, "n_classes"))
 
     def forward(self, tokens):
-        if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long or tokens.ndim != 2:
-            raise ValueError("tokens must be a long tensor of shape (batch, L)")
         _checks.token_ids(tokens, "tokens", self.embed.num_embeddings, ndim=2, shape_doc="(batch, L)",
                           device=self.embed.weight.device)
         x = self.embed(tokens)                                   # (B, L, H)
@@ -490,60 +484,6 @@ class S4Classifier(nn.Module):
             y = s4(x.transpose(1, 2)).transpose(1, 2)
             x = norm(x + mix(nn.functional.gelu(y)))
         return self.head(x[:, -1])
-
-
-def marker_copy_batch(batch: int, L: int, vocab: int, random_position: bool, generator=None):
-    """The marker-copy toy task: which token follows the marker?
-
-    Tokens 0..vocab-1 are data; token ``vocab`` is the marker.  A sequence of ``L`` random data
-    tokens has one marker at position p; the label is the token at p + 1.  With
-    ``random_position=False`` the marker is always at p = 0 (a fixed lag of L - 2 from the last
-    position: a long-range memory task that a time-invariant filter can solve); with ``True``, p is
-    uniform in [0, L - 2] (the filter would have to depend on where the marker is).
-    Returns (tokens (batch, L) long, labels (batch,) long, positions (batch,) long).
-    """
-    batch, L, vocab = _check_N(batch, "batch"), _check_N(L, "L"), _check_N(vocab, "vocab")
-    if L < 2:
-        raise ValueError(f"L must be at least 2 (a marker and the token after it), got {L}")
-    tokens = torch.randint(0, vocab, (batch, L), generator=generator)
-    if random_position:
-        p = torch.randint(0, L - 1, (batch,), generator=generator)
-    else:
-        p = torch.zeros(batch, dtype=torch.long)
-    rows = torch.arange(batch)
-    tokens[rows, p] = vocab
-    return tokens, tokens[rows, p + 1].clone(), p
-
-
-def train_classifier(model, make_batch, steps: int, lr: float = 3e-3, eval_batch=None):
-    """Train ``model`` with Adam on cross-entropy; ``make_batch()`` → (tokens, labels, ...).
-
-    Returns a dict of lists: ``loss`` (every step) and ``acc`` (training-batch accuracy), and
-    ``eval_acc`` when ``eval_batch`` = (tokens, labels) is given (evaluated at the end).
-    """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not callable(make_batch):
-        raise ValueError(f"make_batch must be callable (() -> (tokens, labels, ...)), got {type(make_batch).__name__}")
-    steps = _check_N(steps, "steps")
-    _checks.positive_scalar(lr, "lr")
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    hist = {"loss": [], "acc": []}
-    model.train()
-    for _ in range(steps):
-        x, y = make_batch()[:2]
-        logits = model(x)
-        loss = nn.functional.cross_entropy(logits, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        hist["loss"].append(loss.item())
-        hist["acc"].append((logits.argmax(-1) == y).float().mean().item())
-    if eval_batch is not None:
-        model.eval()
-        with torch.no_grad():
-            hist["eval_acc"] = (model(eval_batch[0]).argmax(-1) == eval_batch[1]).float().mean().item()
-    return hist
 
 
 # --------------------------------------------------------------------------- S4's DPLR kernel
@@ -556,7 +496,7 @@ def hippo_legs_dplr(N: int):
     same kernel for every C.  Returns ``(Lambda, Pt, Bt, V)``: Lambda, Pt, Bt complex128 (N,),
     V complex128 (N, N); ``A = V (diag(Lambda) - Pt Pt*) V*``.
     """
-    N = _check_N(N)
+    N = _checks.positive_int(N, "N")
     S, P = hippo_legs_nplr(N)
     _, B = hippo_legs(N)
     W = S + 0.5 * np.eye(N)                      # skew-symmetric: -i W is Hermitian
@@ -619,11 +559,8 @@ def kernel_dplr(Lambda, P, Q, B, C, delta, L: int, C_is_tilde: bool = False):
         raise ValueError(f"P and Q must have the same shape (N, r), got {P.shape} and {Q.shape}")
     B = _dplr_vector(B, "B", N)
     C = _dplr_vector(C, "C", N)
-    if isinstance(delta, bool) or not isinstance(delta, (int, float, np.floating, np.integer)) \
-            or not (np.isfinite(delta) and delta > 0):
-        raise ValueError(f"delta must be a positive finite float, got {delta!r}")
-    delta = float(delta)
-    L = _check_N(L, "L")
+    delta = _checks.positive_scalar(delta, "delta")
+    L = _checks.positive_int(L, "L")
 
     if not isinstance(C_is_tilde, bool):
         raise ValueError(f"C_is_tilde must be a bool, got {C_is_tilde!r}")

@@ -31,7 +31,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import _checks
-from .mamba import RMSNorm, dt_bias_init
+from .lm import ResidualLM, RMSNorm
+from .mamba import dt_bias_init
 
 __all__ = ["ssd", "ssd_ref", "ssd_quadratic", "segsum", "ssd_diag_blocks", "ssd_chunk_states",
            "ssd_state_passing", "ssd_off_diag", "ssd_flops", "GatedRMSNorm", "Mamba2State",
@@ -41,17 +42,13 @@ __all__ = ["ssd", "ssd_ref", "ssd_quadratic", "segsum", "ssd_diag_blocks", "ssd_
 # --------------------------------------------------------------------------------------------
 # input checks
 # --------------------------------------------------------------------------------------------
-def _tensor(name, t, shape_msg):
-    _checks.tensor(t, name, shape_doc=shape_msg)
-
-
 def _check_ssd(X, A, B, C, initial_state=None, chunk=None, return_final_state=False):
-    _tensor("X", X, "(batch, L, heads, head_dim)")
+    _checks.tensor(X, "X", shape_doc="(batch, L, heads, head_dim)")
     if X.dim() != 4 or X.shape[1] < 1:
         raise ValueError(f"X must have shape (batch, L, heads, head_dim) with L >= 1, got {tuple(X.shape)}")
     b, L, h, p = X.shape
-    _tensor("A", A, f"(batch, L, heads) = {(b, L, h)}")
-    _tensor("B", B, f"(batch, L, heads, N) = {(b, L, h)} + (N,)")
+    _checks.tensor(A, "A", shape_doc=f"(batch, L, heads) = {(b, L, h)}")
+    _checks.tensor(B, "B", shape_doc=f"(batch, L, heads, N) = {(b, L, h)} + (N,)")
     if (b, h, L) != (b, L, h) and tuple(A.shape) == (b, h, L) and tuple(B.shape[:3]) == (b, h, L):
         # A and B agree with each other and disagree with X by a swap of L and heads: X is wrong
         raise ValueError(f"X must have shape (batch, L, heads, head_dim) = {(b, h, L, p)} to match A and B, "
@@ -59,11 +56,11 @@ def _check_ssd(X, A, B, C, initial_state=None, chunk=None, return_final_state=Fa
                          "transpose axes 1 and 2)")
     if tuple(A.shape) != (b, L, h):
         raise ValueError(f"A must have shape (batch, L, heads) = {(b, L, h)}, got {tuple(A.shape)}")
-    _tensor("B", B, f"(batch, L, heads, N) = {(b, L, h)} + (N,)")
+    _checks.tensor(B, "B", shape_doc=f"(batch, L, heads, N) = {(b, L, h)} + (N,)")
     if B.dim() != 4 or tuple(B.shape[:3]) != (b, L, h):
         raise ValueError(f"B must have shape (batch, L, heads, N) = {(b, L, h)} + (N,), got {tuple(B.shape)}")
     n = B.shape[-1]
-    _tensor("C", C, f"(batch, L, heads, N) = {(b, L, h, n)}")
+    _checks.tensor(C, "C", shape_doc=f"(batch, L, heads, N) = {(b, L, h, n)}")
     if tuple(C.shape) != (b, L, h, n):
         raise ValueError(f"C must have shape (batch, L, heads, N) = {(b, L, h, n)}, got {tuple(C.shape)}")
     for name, t in (("A", A), ("B", B), ("C", C)):
@@ -74,7 +71,7 @@ def _check_ssd(X, A, B, C, initial_state=None, chunk=None, return_final_state=Fa
         raise ValueError("A must be <= 0 everywhere (the log of a decay in (0, 1]), "
                          f"got a maximum of {A.max().item():.3g}")
     if initial_state is not None:
-        _tensor("initial_state", initial_state, f"(batch, heads, head_dim, N) = {(b, h, p, n)}")
+        _checks.tensor(initial_state, "initial_state", shape_doc=f"(batch, heads, head_dim, N) = {(b, h, p, n)}")
         if tuple(initial_state.shape) != (b, h, p, n):
             raise ValueError(f"initial_state must have shape (batch, heads, head_dim, N) = {(b, h, p, n)}, "
                              f"got {tuple(initial_state.shape)}")
@@ -83,8 +80,8 @@ def _check_ssd(X, A, B, C, initial_state=None, chunk=None, return_final_state=Fa
     for name, t in (("X", X), ("B", B), ("C", C), ("initial_state", initial_state)):
         if t is not None:
             _checks.finite(t, name)
-    if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
-        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    if chunk is not None:
+        _checks.positive_int(chunk, "chunk")
     _checks.flag(return_final_state, "return_final_state")
     return b, L, h, p, n
 
@@ -270,8 +267,7 @@ def ssd_flops(L, heads, head_dim, N, chunk):
     all matrix products) and ``"chunked_scan"`` (step 3, the only sequential part).
     """
     for name, v in (("L", L), ("heads", heads), ("head_dim", head_dim), ("N", N), ("chunk", chunk)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        _checks.positive_int(v, name)
     P, Q = head_dim, chunk
     c = -(-L // Q)
     rec = L * (P * N + 2 * P * N + 2 * P * N)                              # decay, x Bᵀ add, H C
@@ -334,8 +330,7 @@ class Mamba2Block(nn.Module):
         super().__init__()
         for name, v in (("d_model", d_model), ("d_state", d_state), ("d_conv", d_conv),
                         ("expand", expand), ("head_dim", head_dim), ("chunk", chunk)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            _checks.positive_int(v, name)
         d_inner = expand * d_model
         if d_inner % head_dim:
             raise ValueError(f"head_dim must divide d_inner = expand * d_model = {d_inner}, got {head_dim}")
@@ -379,8 +374,7 @@ class Mamba2Block(nn.Module):
         return self.out_proj(y)
 
     def allocate_state(self, batch: int, device=None, dtype=None) -> Mamba2State:
-        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-            raise ValueError(f"batch must be a positive int, got {batch!r}")
+        _checks.positive_int(batch, "batch")
         p = self.in_proj.weight
         device = p.device if device is None else device
         dtype = p.dtype if dtype is None else dtype
@@ -409,29 +403,11 @@ class Mamba2Block(nn.Module):
         return self.out_proj(y), Mamba2State(conv, H)
 
 
-class Mamba2LM(nn.Module):
+class Mamba2LM(ResidualLM):
     """embedding → n_layer × (x + Mamba2Block(RMSNorm(x))) → RMSNorm → LM head tied to the embedding,
-    the same frame as :class:`ssmbook.mamba.MambaLM`.  ``forward(tokens (batch, L) int64)`` → logits."""
+    the frame of :class:`ssmbook.mamba.MambaLM`.  ``forward(tokens (batch, L) int64)`` → logits;
+    ``step`` runs one token at a time.  Extra keyword arguments go to every Mamba2Block."""
 
     def __init__(self, vocab_size: int, d_model: int, n_layer: int, d_state: int = 16, **block_kw):
-        super().__init__()
-        for name, v in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layer", n_layer)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        self.vocab_size, self.n_layer = vocab_size, n_layer
-        self.embedding = nn.Embedding(vocab_size, d_model)
-        self.norms = nn.ModuleList([RMSNorm(d_model) for _ in range(n_layer)])
-        self.blocks = nn.ModuleList([Mamba2Block(d_model, d_state=d_state, **block_kw) for _ in range(n_layer)])
-        self.norm_f = RMSNorm(d_model)
-        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
-        self.lm_head.weight = self.embedding.weight
-        with torch.no_grad():
-            self.embedding.weight.normal_(0.0, d_model ** -0.5)
-
-    def forward(self, tokens):
-        _checks.token_ids(tokens, "tokens", self.vocab_size, ndim=2, shape_doc="(batch, L)",
-                          device=self.embedding.weight.device)
-        x = self.embedding(tokens)
-        for norm, block in zip(self.norms, self.blocks):
-            x = x + block(norm(x))
-        return self.lm_head(self.norm_f(x))
+        super().__init__(vocab_size, d_model, n_layer, lambda d: Mamba2Block(d, d_state=d_state, **block_kw),
+                         device=block_kw.get("device"), dtype=block_kw.get("dtype"))

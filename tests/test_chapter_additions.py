@@ -207,6 +207,8 @@ def test_no_scan_block_errors():
 # chapter 8: the memory a training step holds for its backward pass
 # ----------------------------------------------------------------------------------------------
 import ssmbook.rwkv as rwkv_lib  # noqa: E402
+from ssmbook import measure  # noqa: E402
+from ssmbook.baselines import attention  # noqa: E402
 
 
 def test_saved_for_backward_counts_exactly_what_autograd_saves():
@@ -215,11 +217,11 @@ def test_saved_for_backward_counts_exactly_what_autograd_saves():
     # x @ W saves x and W (arguments: not counted); exp saves its output (7·3 floats);
     # sin saves its input, the exp output again (same storage: counted once)
     f = lambda x, W: (x @ W).exp().sin()
-    y, n = rwkv_lib.saved_for_backward(f, x, W)
+    y, n = measure.saved_for_backward(f, x, W)
     assert n == 7 * 3 * 4
     torch.testing.assert_close(y, f(x, W))
     # a view of an argument is the argument's storage
-    _, n2 = rwkv_lib.saved_for_backward(lambda x: (x[:, :2] * x[:, 2:4]).sum(), x)
+    _, n2 = measure.saved_for_backward(lambda x: (x[:, :2] * x[:, 2:4]).sum(), x)
     assert n2 == 0
     # grows with L as the forms say: attention L², RWKV recurrent L
     C = 8
@@ -228,12 +230,12 @@ def test_saved_for_backward_counts_exactly_what_autograd_saves():
     for L in (16, 32):
         k = torch.randn(1, L, C, requires_grad=True)
         q = torch.randn(1, L, 2, C // 2, requires_grad=True)
-        att.append(rwkv_lib.saved_for_backward(rwkv_lib.causal_softmax_attention, q, q, q)[1])
-        rec.append(rwkv_lib.saved_for_backward(rwkv_lib.wkv_recurrent, w, u, k, k)[1])
+        att.append(measure.saved_for_backward(attention, q, q, q, causal=True)[1])
+        rec.append(measure.saved_for_backward(rwkv_lib.wkv_recurrent, w, u, k, k)[1])
     assert att[1] >= 2 * 32 * 32 * 4 and 3.5 < att[1] / att[0] < 4.5
     assert 1.8 < rec[1] / rec[0] < 2.2
 
 
 def test_saved_for_backward_needs_grad():
     with pytest.raises(ValueError, match="requires_grad"):
-        rwkv_lib.saved_for_backward(torch.exp, torch.randn(3))
+        measure.saved_for_backward(torch.exp, torch.randn(3))

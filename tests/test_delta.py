@@ -3,9 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssmbook.delta import (DeltaNetBlock, RecallLM, associative_recall_batch, delta_rule,
-                           delta_rule_flops, delta_rule_ref, linear_attention_ref, rwkv7_ref,
-                           train_associative_recall)
+from ssmbook.delta import (DeltaNetBlock, delta_rule, delta_rule_flops, delta_rule_ref, linear_attention_ref,
+                           rwkv7_ref)
 from ssmbook.rwkv import wkv6_recurrent
 
 F64 = torch.float64
@@ -145,8 +144,6 @@ def test_bad_inputs_name_the_argument():
         rwkv7_ref(q, torch.zeros_like(k), k, v, k, k)
     with pytest.raises(ValueError, match="rule"):
         DeltaNetBlock(8, rule="softmax")
-    with pytest.raises(ValueError, match="n_pairs must be <= n_keys"):
-        associative_recall_batch(2, n_pairs=5, n_keys=4)
 
 
 def test_flops():
@@ -157,45 +154,14 @@ def test_flops():
         delta_rule_flops(8, 0, 4, 4)
 
 
-def test_associative_recall_batch():
-    g = torch.Generator().manual_seed(0)
-    tokens, target = associative_recall_batch(64, n_pairs=6, n_queries=3, n_keys=10, n_values=7, generator=g)
-    assert tokens.shape == (64, 15) and target.shape == (64, 3)
-    keys, values = tokens[:, 0:12:2], tokens[:, 1:12:2]
-    assert (keys < 10).all() and (values >= 10).all() and (values < 17).all()
-    for row in range(64):
-        assert len(set(keys[row].tolist())) == 6                   # distinct keys
-        for j in range(3):
-            pos = (keys[row] == tokens[row, 12 + j]).nonzero()
-            assert values[row, pos.item()] == target[row, j]
-
-
 @pytest.mark.parametrize("rule", DeltaNetBlock.RULES)
-def test_block_runs_and_trains(rule):
+def test_block_runs_and_has_gradients(rule):
     torch.manual_seed(0)
     blk = DeltaNetBlock(8, n_heads=2, head_dim=4, rule=rule, chunk=4)
     x = torch.randn(2, 7, 8)
     assert blk(x).shape == (2, 7, 8)
     with pytest.raises(ValueError, match="x must have shape"):
         blk(torch.randn(2, 7, 9))
-    lm = RecallLM(12, 8, 1, lambda d: DeltaNetBlock(d, 2, 4, rule, chunk=4))
-    hist = train_associative_recall(lm, steps=3, batch=4, n_pairs=3, n_queries=2, n_keys=6, n_values=6,
-                                    n_eval=8)
-    assert len(hist["loss"]) == 3 and 0.0 <= hist["eval_acc"] <= 1.0
+    blk(x).sum().backward()
+    assert all(p.grad is not None for p in blk.parameters())
 
-
-def test_associative_recall_with_overwrites_answers_the_last_write():
-    g = torch.Generator().manual_seed(1)
-    tokens, target = associative_recall_batch(128, n_pairs=10, n_queries=4, n_keys=4, n_values=9,
-                                              repeat_keys=True, generator=g)
-    keys, values = tokens[:, 0:20:2], tokens[:, 1:20:2]
-    repeated = 0
-    for row in range(128):
-        for j in range(4):
-            where = (keys[row] == tokens[row, 20 + j]).nonzero()[:, 0]
-            assert len(where) >= 1
-            repeated += len(where) > 1
-            assert target[row, j] == values[row, where[-1]]          # the latest value for that key
-    assert repeated > 100                                              # overwrites do occur
-    with pytest.raises(TypeError, match="repeat_keys"):
-        associative_recall_batch(2, repeat_keys=1)

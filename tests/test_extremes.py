@@ -8,7 +8,7 @@ import torch
 
 from ssmbook import discretize as D
 from ssmbook import hmm as H
-from ssmbook import mambaout as MO
+from ssmbook import measure as ME
 from ssmbook import rwkv as R
 from ssmbook import s4 as S4
 from ssmbook import scan as SC
@@ -193,13 +193,13 @@ def test_numpy_functions_reject_nan(call):
 
 # ------------------------------------------------------------------------------ sizes
 @pytest.mark.parametrize("call, name", [
-    (lambda: MO.transformer_block_flops(-5, 8), "L"),
-    (lambda: MO.transformer_block_flops(5, -8), "D"),
-    (lambda: MO.kv_cache_floats(-3, 8), "t"),
-    (lambda: MO.kv_cache_floats(np.array([1, -3]), 8), "t"),
-    (lambda: MO.kv_cache_floats(3, -8), "D"),
-    (lambda: MO.mamba_state_floats(-4), "D"),
-    (lambda: MO.mamba_state_floats(4, d_state=-16), "d_state"),
+    (lambda: ME.transformer_block_flops(-5, 8), "L"),
+    (lambda: ME.transformer_block_flops(5, -8), "D"),
+    (lambda: ME.kv_cache_floats(-3, 8), "t"),
+    (lambda: ME.kv_cache_floats(np.array([1, -3]), 8), "t"),
+    (lambda: ME.kv_cache_floats(3, -8), "D"),
+    (lambda: ME.mamba_state_floats(-4), "D"),
+    (lambda: ME.mamba_state_floats(4, d_state=-16), "d_state"),
     (lambda: SC.work_closed_form("blelloch", -8), "L"),
     (lambda: SC.depth_closed_form("sequential", -8), "L"),
 ])

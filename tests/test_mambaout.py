@@ -1,6 +1,4 @@
 """ssmbook.mambaout: Gated CNN block vs its loop oracle, masks, causality, FLOPs, models."""
-import math
-
 import numpy as np
 import pytest
 import sympy as sp
@@ -9,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ssmbook import mambaout as mo
+from ssmbook.baselines import TransformerBlock
 
 SETTINGS = settings(max_examples=12, deadline=None)
 
@@ -110,30 +109,6 @@ def test_masks():
         mo.token_mixing_mask(0)
 
 
-@SETTINGS
-@given(B=st.integers(1, 2), H=st.integers(1, 3), L=st.integers(1, 9), d=st.integers(1, 5),
-       mode=st.sampled_from(["causal", "full", None]), seed=st.integers(0, 10_000))
-def test_attention_matches_loop_oracle(B, H, L, d, mode, seed):
-    g = torch.Generator().manual_seed(seed)
-    q, k, v = (torch.randn(B, H, L, d, generator=g, dtype=torch.float64) for _ in range(3))
-    mask = None if mode is None else mo.token_mixing_mask(L, mode)
-    torch.testing.assert_close(mo.attention(q, k, v, mask), mo.attention_ref(q, k, v, mask))
-
-
-def test_attention_bad_input():
-    q = torch.randn(1, 2, 5, 3)
-    with pytest.raises(ValueError, match=r"q must have shape \(batch, heads, L, d_head\)"):
-        mo.attention(q[0], q, q)
-    with pytest.raises(ValueError, match="must have the shape of q"):
-        mo.attention(q, q[:, :, :4], q)
-    with pytest.raises(ValueError, match=r"mask must be a torch.bool tensor of shape \(L, L\) = \(5, 5\)"):
-        mo.attention(q, q, q, torch.ones(4, 4, dtype=torch.bool))
-    with pytest.raises(ValueError, match=r"mask must be a torch.bool"):
-        mo.attention(q, q, q, torch.ones(5, 5))
-    with pytest.raises(ValueError, match="no empty rows"):
-        mo.attention(q, q, q, torch.zeros(5, 5, dtype=torch.bool))
-
-
 def _perturb_after(fn, x, t):
     """Largest change of outputs 0..t and of outputs t+1.. when only inputs after t change."""
     x2 = x.clone()
@@ -147,8 +122,8 @@ def _perturb_after(fn, x, t):
 def test_causal_attention_is_causal_and_full_is_not(L, t):
     torch.manual_seed(L + t)
     x = torch.randn(2, L, 8)
-    causal = mo.TransformerBlock(8, 2, mode="causal")
-    full = mo.TransformerBlock(8, 2, mode="full")
+    causal = TransformerBlock(8, 2, mode="causal")
+    full = TransformerBlock(8, 2, mode="full")
     full.load_state_dict(causal.state_dict())
     before, after = _perturb_after(causal, x, t)
     assert before == 0.0 and after > 0
@@ -168,8 +143,8 @@ def test_causal_gated_cnn_is_causal_and_centred_is_not():
 def test_influence_matrix_pattern():
     torch.manual_seed(0)
     L = 6
-    causal = mo.influence_matrix(mo.TransformerBlock(8, 2, mode="causal"), L, 8)
-    full = mo.influence_matrix(mo.TransformerBlock(8, 2, mode="full"), L, 8)
+    causal = mo.influence_matrix(TransformerBlock(8, 2, mode="causal"), L, 8)
+    full = mo.influence_matrix(TransformerBlock(8, 2, mode="full"), L, 8)
     upper = np.triu(np.ones((L, L), dtype=bool), k=1)
     assert causal.shape == (L, L) and np.all(causal[upper] == 0) and np.all(causal[~upper] > 0)
     assert np.all(full > 0)
@@ -195,30 +170,6 @@ def test_vit_causal_and_full_share_parameters_but_differ():
 # ---------------------------------------------------------------------------------------------
 # FLOPs: formula vs a counted implementation, and the threshold
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("L,D,heads,r", [(1, 8, 2, 4), (5, 12, 3, 4), (33, 16, 4, 2), (64, 8, 1, 3)])
-def test_flops_formula_matches_counter(L, D, heads, r):
-    block = mo.TransformerBlock(D, heads, mlp_ratio=r)
-    counted = mo.count_flops(block, torch.randn(1, L, D))
-    f = mo.transformer_block_flops(L, D, r)
-    assert counted == f["total"]
-    assert f["linear"] == (8 + 4 * r) * L * D * D and f["quadratic"] == 4 * L * L * D
-
-
-def test_flops_do_not_depend_on_the_number_of_heads():
-    x = torch.randn(1, 9, 12)
-    counts = {h: mo.count_flops(mo.TransformerBlock(12, h), x) for h in (1, 2, 3, 4, 6, 12)}
-    assert set(counts.values()) == {mo.transformer_block_flops(9, 12)["total"]}
-
-
-def test_flops_counter_sees_the_quadratic_term():
-    D = 8
-    block = mo.TransformerBlock(D, 2)
-    c1, c2 = (mo.count_flops(block, torch.randn(1, L, D)) for L in (10, 20))
-    # doubling L doubles the linear term and quadruples the quadratic one
-    lin, quad = 24 * 10 * D * D, 4 * 100 * D
-    assert c2 - 2 * c1 == 2 * quad and c1 == lin + quad
-
-
 def test_long_sequence_criterion_sympy():
     L, D, r, ratio, threshold = mo.long_sequence_criterion()
     assert sp.simplify(ratio - L / ((2 + r) * D)) == 0
@@ -226,20 +177,6 @@ def test_long_sequence_criterion_sympy():
     assert threshold.subs({r: 4, D: 384}) == 2304 and threshold.subs({r: 4, D: 768}) == 4608
     f = mo.transformer_block_flops(int(threshold.subs({r: 4, D: 384})), 384)
     assert f["linear"] == f["quadratic"]
-
-
-def test_n_tokens():
-    assert mo.n_tokens(224, 224) == 196
-    assert mo.n_tokens(800, 1280) == 4000
-    assert mo.n_tokens(512, 2048) == 4096
-    assert mo.n_tokens(8, 8, patch=2) == 16
-    with pytest.raises(ValueError, match="patch must be a positive int"):
-        mo.n_tokens(224, 224, patch=0)
-
-
-def test_memory_sizes():
-    np.testing.assert_array_equal(mo.kv_cache_floats([0, 1, 10], D=4, n_layers=2), [0, 16, 160])
-    assert mo.mamba_state_floats(D=4, d_state=16, expand=2, d_conv=4) == 8 * 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,41 +218,3 @@ def test_mamba_mixer_model_is_causal_in_raster_order():
     y.sum().backward()
     assert model.stages[0][0].mamba.A_log.grad is not None
 
-
-def test_mamba_state_size_matches_allocated_state():
-    mamba = pytest.importorskip("ssmbook.mamba")
-    blk = mamba.MambaBlock(12, d_state=5, d_conv=3, expand=2)
-    st_ = blk.allocate_state(1)
-    assert st_.conv.numel() + st_.ssm.numel() == mo.mamba_state_floats(12, d_state=5, expand=2, d_conv=3)
-
-
-def test_digits_split_and_training_learn():
-    data = mo.load_digits_split(test_fraction=0.3, seed=0)
-    assert data.x_train.shape[1:] == (1, 8, 8) and data.x_train.dtype == torch.float32
-    assert len(data.x_train) + len(data.x_test) == 1797
-    assert float(data.x_train.max()) <= 1.0 and float(data.x_train.min()) >= 0.0
-    assert set(data.y_test.tolist()) == set(range(10))
-    small = mo.DigitsSplit(data.x_train[:600], data.y_train[:600], data.x_test[:300], data.y_test[:300])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny model: one thread is fastest
-    try:
-        torch.manual_seed(0)
-        res = mo.train_classifier(mo.TinyMambaOut(dims=(8, 16)), small, epochs=8, seed=0)
-    finally:
-        torch.set_num_threads(threads)
-    assert res["test_acc"] > 0.5 and res["params"] > 0  # chance is 0.1
-    with pytest.raises(ValueError, match="test_fraction"):
-        mo.load_digits_split(test_fraction=1.5)
-    with pytest.raises(ValueError, match="name must be one of"):
-        mo.make_model("ResNet", 0)
-
-
-def test_accuracy_counts_correct_predictions():
-    class Fixed(torch.nn.Module):
-        def forward(self, x):
-            out = torch.zeros(len(x), 10)
-            out[:, 3] = 1.0
-            return out
-
-    y = torch.tensor([3, 3, 1, 3])
-    assert mo.accuracy(Fixed(), torch.zeros(4, 1, 8, 8), y, batch_size=3) == pytest.approx(0.75)
