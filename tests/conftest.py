@@ -16,6 +16,11 @@ try:
     import torch
 
     _has_cuda = torch.cuda.is_available()
+    # Under pytest-xdist every worker would start one torch thread per core: with 16 workers on 16
+    # cores the float64 oracles of the long GPU tests then crawl. Share the cores out instead.
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if _workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // _workers))
 except Exception:  # pragma: no cover
     _has_cuda = False
 try:
