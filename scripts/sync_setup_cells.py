@@ -2,7 +2,7 @@
 
 The repository URL lives in one place, `_config.yml` (repository.url); this script writes
 the setup cell (tag ``ssmbook-setup``, the first code cell of each chapter) from it.
-tests/test_notebooks.py fails when a chapter's setup cell differs from `setup_cell_source()`.
+tests/book/test_notebooks.py fails when a chapter's setup cell differs from `setup_cell_source()`.
 
     python scripts/sync_setup_cells.py          # rewrite book/*.ipynb in place
 """

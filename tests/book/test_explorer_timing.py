@@ -17,7 +17,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-BOOK = pathlib.Path(__file__).resolve().parents[1] / "book"
+BOOK = pathlib.Path(__file__).resolve().parents[2] / "book"
 
 # chapter, import cell id, explorer cell id, explorer variable, heaviest slider setting
 CASES = [

@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("triton")
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 TARGETS = (75, 80, 90)
 SHARDS = int(os.environ.get("SSMBOOK_COMPILE_SHARDS", "2"))   # processes sharing the compiles
 

@@ -3,7 +3,7 @@
 Fails if a slide is taller (or wider) than the slide area, if MathJax typeset anything that was not
 delimited as math (bracketed prose such as "(HMM)"), or if a link is broken: links inside the deck
 must hit an element, links to the published book must name a built page (and anchor), and no link
-may point to a notebook or Markdown source.  `python tests/test_slides_browser.py` prints, per
+may point to a notebook or Markdown source.  `python tests/book/test_slides_browser.py` prints, per
 deck, the number of slides and the tallest slide.
 """
 import html
@@ -14,7 +14,7 @@ import urllib.parse
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "scripts"))
 from book_layout import HTML, chapter_entries
 
 pytestmark = [pytest.mark.html, pytest.mark.browser]

@@ -1,6 +1,6 @@
 """The teaching kit on disk: decks, the guide's exercise numbers, the printed book in both editions.
 
-Built by `make book slides print`.  The decks in a browser: tests/test_slides_browser.py.
+Built by `make book slides print`.  The decks in a browser: tests/book/test_slides_browser.py.
 """
 import base64
 import hashlib
