@@ -77,7 +77,8 @@ def dump(out_dir, arch):
 
 def normalise(ptx, renames=RENAMES):
     """PTX without source positions (``.loc``/``.file`` lines and the ``.debug_*`` sections, which
-    hold file names, line numbers and the names of inlined helpers), without ``//`` comments (the
+    hold file names, line numbers and the names of inlined helpers) and the ``$L__tmpN`` labels
+    only they refer to, without ``//`` comments (the
     compiler aligns them after the names, so a rename moves them), and with the old names of the
     kernels and helpers replaced by the new ones (also inside ``<name>_param_0`` and the like)."""
     lines, in_debug = [], False
@@ -90,6 +91,8 @@ def normalise(ptx, renames=RENAMES):
             continue
         if re.match(r"\s*\.(loc|file)\b", ln):
             continue
+        if re.fullmatch(r"\$L__tmp\d+:", ln.strip()):
+            continue   # labels that only the debug sections refer to (an inlined helper adds some)
         code = re.sub(r"\s*//.*$", "", ln)   # comments: the assembler's, padded to a column
         if code.strip() or not ln.strip():
             lines.append(code)

@@ -166,6 +166,18 @@ def recurrent_fwd_kernel(
 # --- backward kernel ---
 
 
+@triton.jit
+def _load_bc_step(bc_ptr, t, L, N, pair, offs_n, mask_n, EVEN_N: tl.constexpr):
+    """(B_t, C_t) of one step from the packed (L, N, 2) rows, as float32. With EVEN_N no lane is
+    padding, so the load needs no mask: the step is clamped into the sequence instead."""
+    if EVEN_N:
+        bc = tl.load(bc_ptr + tl.minimum(t, L - 1) * N * 2 + pair)
+    else:
+        m_n = mask_n & (offs_n * 0 + t < L)
+        bc = tl.load(bc_ptr + t * N * 2 + pair, mask=m_n[:, None], other=0.0)
+    return tl.split(bc.to(tl.float32))
+
+
 @triton.jit(do_not_specialize=["stride_an", "one"])
 def recurrent_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, BC_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr, gout_ptr,  # inputs
@@ -234,12 +246,7 @@ def recurrent_bwd_kernel(
                 dt = tl.sum(tl.where(pick, dt_blk, 0.0), axis=0)
                 dtu = tl.sum(tl.where(pick, dtu_blk, 0.0), axis=0)
                 t = c * BLOCK_T + s0 + k
-                if EVEN_N:
-                    BC = tl.load(BC_ptr + bc + tl.minimum(t, L - 1) * N * 2 + pair)
-                else:
-                    m_n = mask_n & (offs_n * 0 + t < L)
-                    BC = tl.load(BC_ptr + bc + t * N * 2 + pair, mask=m_n[:, None], other=0.0)
-                Bt, _ = tl.split(BC.to(tl.float32))
+                Bt, _ = _load_bc_step(BC_ptr + bc, t, L, N, pair, offs_n, mask_n, EVEN_N)
                 h = tl.exp2(dt[None, :] * A2) * h + dtu[None, :] * Bt[:, None]
                 h_blk = tl.where(pick[:, :, None], h[None, :, :], h_blk)
             # one store per block of steps (a store inside the steps would serialise them)
@@ -278,12 +285,7 @@ def recurrent_bwd_kernel(
                 dtu = tl.sum(tl.where(pick, dt_blk * u_blk, 0.0), axis=0)
                 gy = tl.sum(tl.where(pick, gy_blk, 0.0), axis=0)
                 t = c * BLOCK_T + s0 + k
-                if EVEN_N:
-                    BC = tl.load(BC_ptr + bc + tl.minimum(t, L - 1) * N * 2 + pair)
-                else:
-                    m_n = mask_n & (offs_n * 0 + t < L)
-                    BC = tl.load(BC_ptr + bc + t * N * 2 + pair, mask=m_n[:, None], other=0.0)
-                Bt, Ct = tl.split(BC.to(tl.float32))
+                Bt, Ct = _load_bc_step(BC_ptr + bc, t, L, N, pair, offs_n, mask_n, EVEN_N)
                 h_prev = tl.load(scratch + (s0 + k) * BLOCK_N * BLOCK_D + slot)   # h_{t-1}
                 if HAS_Z:
                     y_blk = tl.where(pick, tl.sum(h_cur * Ct[:, None], axis=0)[None, :], y_blk)
