@@ -1,5 +1,9 @@
 """Triton kernels of ssmbook (installed as ``ssmbook.kernels``): the selective scan and a toy scan.
 
+``selective_scan/`` holds Mamba's selective scan (the chunked and recurrent kernels, the tuning rules
+and :class:`KernelConfig`, the autograd function); ``toy_scan`` a first kernel, the first-order
+recurrence by a parallel scan; ``targets`` compiles every launch offline for a GPU that is not there.
+
 Triton compiles for GPUs; on a machine without CUDA (a laptop, Colab's CPU runtime) it can still run
 a kernel through its *interpreter*, which executes the kernel body with numpy, one program at a time.
 The interpreter has to be switched on (``TRITON_INTERPRET=1``) before ``triton`` is first imported,

@@ -6,7 +6,7 @@
 Only cell metadata is touched (``cell.metadata["mystnb"] = {"figure": {"caption", "name"},
 "image": {"alt"}}``); sources and everything else stay as they are, so the script can be re-run
 after chapter edits.  A cell is found by its id and must still contain the snippet given below
-(a piece of the code that draws the figure); a cell that no longer matches is reported and left
+(a piece of the code that draws the figure); a cell that does not contain it is reported and left
 alone rather than captioned wrongly.
 """
 from __future__ import annotations

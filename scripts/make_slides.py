@@ -261,7 +261,7 @@ class Slide:
         self.heading = heading  # the section this slide belongs to, repeated on continuations
 
 
-# Rough heights (px at the deck's font size) used to split a long cell over several slides; the
+# Rough heights (px at the deck's font size) by which a long cell is split over several slides; the
 # browser test measures the real ones.
 SLIDE_BUDGET = 520
 LINE_PX, CHARS_PER_LINE = 36, 80

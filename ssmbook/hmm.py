@@ -278,8 +278,8 @@ class HMM:
         """Scaled forward pass: ``(alpha_hat, c)``.
 
         ``alpha_hat[t] = P(z_t | o_1..o_t)`` (rows sum to 1) and ``c[t] = P(o_t | o_1..o_{t-1})``, so
-        ``log P(o) = sum(log c)``.  ``prior`` replaces ``pi`` as the distribution of ``z_1`` (used to
-        continue a pass over a long sequence in chunks).  If the sequence is impossible under the
+        ``log P(o) = sum(log c)``.  ``prior`` replaces ``pi`` as the distribution of ``z_1`` (so that a
+        pass over a long sequence can continue chunk by chunk).  If the sequence is impossible under the
         model (``c[t] == 0``) the pass stops there: ``c[t:] = 0`` and ``alpha_hat[t:] = nan``.
         """
         obs = self.check_obs(obs)

@@ -302,7 +302,7 @@ def interval_op(p, q):
     """Symbolic operator on index intervals ``[lo, hi]``: ``[l₁, h₁] ∘ [l₂, h₂] = [l₁, h₂]``.
 
     Associative, and it raises if the two intervals are not adjacent (``h₁ + 1 = l₂``): a scan that
-    combined anything out of order would be caught.  Used to draw which partial results exist.
+    combined anything out of order would be caught.  The drawings of which partial results exist use it.
     """
     lo1, hi1 = _pair(p, "p", "(lo, hi)")
     lo2, hi2 = _pair(q, "q", "(lo, hi)")

@@ -1,4 +1,5 @@
-"""ssmbook.mambaout: Gated CNN block vs its loop oracle, masks, causality, FLOPs, models."""
+"""ssmbook.mambaout: Gated CNN block vs its loop oracle, masks, causality, FLOPs, models, and the
+Mamba block with its scan removed against its loop oracle."""
 import numpy as np
 import pytest
 import sympy as sp
@@ -218,3 +219,90 @@ def test_mamba_mixer_model_is_causal_in_raster_order():
     y.sum().backward()
     assert model.stages[0][0].mamba.A_log.grad is not None
 
+
+# ---------------------------------------------------------------------------------------------
+# the Mamba block with its scan removed
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("H,W,dim", [(1, 1, 3), (2, 3, 5), (4, 4, 8)])
+def test_no_scan_block_is_mamba_block_with_zero_ssm_output(H, W, dim):
+    torch.manual_seed(H * 10 + W)
+    full = mo.MambaMixerBlock(dim, d_state=4).double()
+    cut = mo.MambaNoScanMixerBlock(dim).double()
+    with torch.no_grad():
+        cut.norm.load_state_dict(full.norm.state_dict())
+        for name in ("in_proj", "conv1d", "out_proj"):
+            getattr(cut, name).load_state_dict(getattr(full.mamba, name).state_dict())
+        cut.D.copy_(torch.randn(cut.d_inner, dtype=torch.float64))
+        full.mamba.D.copy_(cut.D)
+        # C = 0: the state never reaches the output, only the skip term D·u of the scan remains
+        m = full.mamba
+        m.x_proj.weight[m.dt_rank + m.d_state:].zero_()
+    x = torch.randn(2, H, W, dim, dtype=torch.float64)
+    torch.testing.assert_close(cut(x), full(x), rtol=1e-12, atol=1e-12)
+    # and with C ≠ 0 the two differ: the SSM is what was removed
+    with torch.no_grad():
+        m.x_proj.weight[m.dt_rank + m.d_state:].normal_()
+    if H * W > 1:
+        assert (cut(x) - full(x)).abs().max() > 1e-6
+
+
+def loop_no_scan(block, x):
+    """float64 loop: token by token in raster order, the causal conv as an explicit sum."""
+    B, H, W, C = x.shape
+    seq = block.norm(x).reshape(B, H * W, C)
+    xz = seq @ block.in_proj.weight.T
+    xs, z = xz[..., :block.d_inner], xz[..., block.d_inner:]
+    w, bias = block.conv1d.weight[:, 0, :], block.conv1d.bias
+    out = torch.zeros_like(seq)
+    k = block.d_conv
+    for b in range(B):
+        for t in range(H * W):
+            conv = bias.clone()
+            for j in range(k):                      # tap j reads token t - (k - 1) + j
+                s = t - (k - 1) + j
+                if s >= 0:
+                    conv = conv + w[:, j] * xs[b, s]
+            y = block.D * torch.nn.functional.silu(conv) * torch.nn.functional.silu(z[b, t])
+            out[b, t] = y @ block.out_proj.weight.T
+    return x + out.reshape(B, H, W, C)
+
+
+def test_no_scan_block_against_loop_and_causal():
+    torch.manual_seed(3)
+    blk = mo.MambaNoScanMixerBlock(5, d_conv=3).double()
+    x = torch.randn(2, 3, 3, 5, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(blk(x), loop_no_scan(blk, x), rtol=1e-12, atol=1e-12)
+    # gradients, entry by entry, against the loop
+    g = torch.randn(2, 3, 3, 5, dtype=torch.float64)
+    (gx,) = torch.autograd.grad((blk(x) * g).sum(), x)
+    (gx_ref,) = torch.autograd.grad((loop_no_scan(blk, x) * g).sum(), x)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-10, atol=1e-12)
+    # causal in raster order: changing token 5 leaves tokens 0..4 unchanged, changes token 5
+    x2 = x.detach().clone()
+    x2.reshape(2, 9, 5)[:, 5] += 1.0
+    y1, y2 = blk(x.detach()).reshape(2, 9, 5), blk(x2).reshape(2, 9, 5)
+    torch.testing.assert_close(y1[:, :5], y2[:, :5], rtol=0, atol=0)
+    assert (y1[:, 5] - y2[:, 5]).abs().max() > 1e-3
+
+
+def test_tiny_mamba_without_scan_shares_the_skeleton():
+    torch.manual_seed(0)
+    with_scan = mo.TinyMambaOut(mixer="mamba")
+    torch.manual_seed(0)
+    without = mo.tiny_mamba_without_scan()
+    assert all(isinstance(b, mo.MambaNoScanMixerBlock) for s in without.stages for b in s)
+    for a, b in zip(with_scan.downsample.parameters(), without.downsample.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(with_scan.head.weight, without.head.weight, rtol=0, atol=0)
+    assert without(torch.rand(3, 1, 8, 8)).shape == (3, 10)
+    n = lambda m: sum(p.numel() for p in m.parameters())
+    assert n(without) < n(with_scan)                   # the SSM's parameters are gone
+    assert "Mamba block, scan removed" in mo.MODELS
+
+
+def test_no_scan_block_errors():
+    blk = mo.MambaNoScanMixerBlock(4)
+    with pytest.raises(ValueError, match="dim=4"):
+        blk(torch.randn(1, 2, 2, 5))
+    with pytest.raises(ValueError, match="dim"):
+        mo.MambaNoScanMixerBlock(0)

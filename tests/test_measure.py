@@ -1,4 +1,5 @@
-"""ssmbook.measure: parameter, FLOP, memory and operator counts against what they count."""
+"""ssmbook.measure: parameter, FLOP, memory, operator and saved-for-backward counts against what
+they count."""
 import numpy as np
 import pytest
 import torch
@@ -110,3 +111,33 @@ def test_count_ops_counts_calls_and_sees_sequential_steps():
     q = torch.randn(1, 4, 1, 2)
     assert measure.count_ops(attention, q, q, q, causal=True)[1] == \
         measure.count_ops(attention, *(torch.randn(1, 9, 1, 2),) * 3, causal=True)[1]
+
+
+def test_saved_for_backward_counts_exactly_what_autograd_saves():
+    x = torch.randn(7, 5, requires_grad=True)
+    W = torch.randn(5, 3, requires_grad=True)
+    # x @ W saves x and W (arguments: not counted); exp saves its output (7·3 floats);
+    # sin saves its input, the exp output again (same storage: counted once)
+    f = lambda x, W: (x @ W).exp().sin()
+    y, n = measure.saved_for_backward(f, x, W)
+    assert n == 7 * 3 * 4
+    torch.testing.assert_close(y, f(x, W))
+    # a view of an argument is the argument's storage
+    _, n2 = measure.saved_for_backward(lambda x: (x[:, :2] * x[:, 2:4]).sum(), x)
+    assert n2 == 0
+    # grows with L as the forms say: attention L², RWKV recurrent L
+    C = 8
+    w, u = torch.rand(C) + 0.1, torch.zeros(C)
+    att, rec = [], []
+    for L in (16, 32):
+        k = torch.randn(1, L, C, requires_grad=True)
+        q = torch.randn(1, L, 2, C // 2, requires_grad=True)
+        att.append(measure.saved_for_backward(attention, q, q, q, causal=True)[1])
+        rec.append(measure.saved_for_backward(rwkv.wkv_recurrent, w, u, k, k)[1])
+    assert att[1] >= 2 * 32 * 32 * 4 and 3.5 < att[1] / att[0] < 4.5
+    assert 1.8 < rec[1] / rec[0] < 2.2
+
+
+def test_saved_for_backward_needs_grad():
+    with pytest.raises(ValueError, match="requires_grad"):
+        measure.saved_for_backward(torch.exp, torch.randn(3))

@@ -1,13 +1,16 @@
 """ssmbook.ssm: impulse response, simulation (exact ZOH steps vs ODE integration), stability,
-and the three views (continuous, recurrent, convolutional) agreeing."""
+the three views (continuous, recurrent, convolutional) agreeing, the transfer function against
+the Laplace transform of the impulse response, and the Kalman filter against batch Gaussian
+conditioning."""
 import numpy as np
 import pytest
+import scipy.integrate
 import scipy.linalg
 from hypothesis import given, settings, strategies as st
 
 from ssmbook import discretize as dz
-from ssmbook.ssm import (ContinuousSSM, causal_convolve, diagonal_ssm, is_stable, kernel,
-                         recurrence, recurrence_diag, spring_mass_damper)
+from ssmbook.ssm import (ContinuousSSM, causal_convolve, diagonal_ssm, is_stable, kalman_filter, kernel,
+                         recurrence, recurrence_diag, spring_mass_damper, transfer_function)
 
 
 def random_ssm(rng, N, M=None, P=None, shift=0.5):
@@ -182,3 +185,106 @@ def test_recurrence_diag_bad_input():
         recurrence_diag(np.ones(2), np.ones(3), np.ones(2), np.ones(4))
     with pytest.raises(ValueError, match=r"x must have shape \(L,\)"):
         recurrence_diag(np.ones(2), np.ones(2), np.ones(2), np.ones((4, 1)))
+
+
+def random_stable(rng, N, M=1, P=1):
+    V = np.eye(N) + 0.3 * rng.standard_normal((N, N))
+    rates = rng.uniform(0.5, 2.0, N)
+    A = V @ np.diag(-rates) @ np.linalg.inv(V)
+    B = rng.standard_normal(N) if M == 1 else rng.standard_normal((N, M))
+    C = rng.standard_normal(N) if P == 1 else rng.standard_normal((P, N))
+    return ContinuousSSM(A, B, C)
+
+
+@pytest.mark.parametrize("N", [1, 2, 3, 5])
+def test_transfer_function_is_laplace_transform_of_impulse_response(N):
+    rng = np.random.default_rng(N)
+    ssm = random_stable(rng, N)
+    for s in (0.3, 1.7, 0.5 + 2.0j):
+        K = lambda t: ssm.impulse_response(np.array([t]))[0]
+        re = scipy.integrate.quad(lambda t: K(t) * np.exp(-s * t).real, 0, 60, limit=400)[0]
+        im = scipy.integrate.quad(lambda t: K(t) * np.exp(-s * t).imag, 0, 60, limit=400)[0]
+        np.testing.assert_allclose(transfer_function(ssm, s), re + 1j * im, atol=1e-8)
+
+
+def test_transfer_function_closed_form_spring_and_shapes():
+    # m p'' + c p' + k p = x  =>  H(s) = 1 / (m s² + c s + k)
+    spring = spring_mass_damper(m=2.0, k=3.0, c=0.5)
+    s = np.array([0.1, 1j, -0.2 + 3j, 5.0])
+    np.testing.assert_allclose(transfer_function(spring, s), 1 / (2 * s**2 + 0.5 * s + 3), rtol=1e-13)
+    assert np.ndim(transfer_function(spring, 1.0)) == 0
+    mimo = random_stable(np.random.default_rng(0), 3, M=2, P=4)
+    H = transfer_function(mimo, np.array([1.0, 2.0j, 3.0]))
+    assert H.shape == (3, 4, 2)
+    np.testing.assert_allclose(H[1], mimo.C @ np.linalg.solve(2j * np.eye(3) - mimo.A, mimo.B))
+
+
+def test_transfer_function_errors():
+    spring = spring_mass_damper(c=0.0)           # poles at ±2i
+    with pytest.raises(ValueError, match="eigenvalue"):
+        transfer_function(spring, 2j)
+    with pytest.raises(TypeError, match="ContinuousSSM"):
+        transfer_function(np.eye(2), 1.0)
+    with pytest.raises(ValueError, match="1-D"):
+        transfer_function(spring, np.ones((2, 2)))
+
+
+def batch_gaussian_filter(F, H, Q, R, obs, m0, P0):
+    """p(z_t | o_{1:t}) by conditioning the joint Gaussian of (z_1..z_T, o_1..o_T) directly."""
+    T, p = obs.shape
+    n = F.shape[0]
+    # z_t = F^t z_0 + Σ_{s<=t} F^{t-s} w_s with z_0 ~ N(m0, P0): build the map from (z_0, w_1..w_T)
+    G = np.zeros((T * n, (T + 1) * n))
+    for t in range(1, T + 1):
+        for s in range(0, t + 1):
+            G[(t - 1) * n:t * n, s * n:(s + 1) * n] = np.linalg.matrix_power(F, t - s)
+    noise_cov = np.zeros(((T + 1) * n, (T + 1) * n))
+    noise_cov[:n, :n] = P0
+    for s in range(1, T + 1):
+        noise_cov[s * n:(s + 1) * n, s * n:(s + 1) * n] = Q
+    mean_z = G[:, :n] @ m0
+    cov_z = G @ noise_cov @ G.T
+    Hb = np.kron(np.eye(T), H)
+    cov_o = Hb @ cov_z @ Hb.T + np.kron(np.eye(T), R)
+    means, covs = [], []
+    for t in range(1, T + 1):
+        zi, oi = slice((t - 1) * n, t * n), slice(0, t * p)
+        gain = np.linalg.solve(cov_o[oi, oi], (cov_z @ Hb.T)[zi, oi].T).T
+        means.append(mean_z[zi] + gain @ (obs[:t].ravel() - (Hb @ mean_z)[oi]))
+        covs.append(cov_z[zi, zi] - gain @ (Hb @ cov_z)[oi, zi])
+    loglik = -0.5 * (T * p * np.log(2 * np.pi) + np.linalg.slogdet(cov_o)[1]
+                     + (obs.ravel() - Hb @ mean_z) @ np.linalg.solve(cov_o, obs.ravel() - Hb @ mean_z))
+    return np.array(means), np.array(covs), loglik
+
+
+@pytest.mark.parametrize("n,p,T", [(1, 1, 1), (1, 1, 7), (2, 1, 5), (3, 2, 6)])
+def test_kalman_filter_matches_batch_gaussian_conditioning(n, p, T):
+    rng = np.random.default_rng(10 * n + p + T)
+    F = 0.8 * np.eye(n) + 0.2 * rng.standard_normal((n, n))
+    H = rng.standard_normal((p, n))
+    G = rng.standard_normal((n, n))
+    Q = G @ G.T / n + 0.1 * np.eye(n)
+    R = np.diag(rng.uniform(0.2, 1.0, p))
+    m0, P0 = rng.standard_normal(n), np.eye(n) * 0.5
+    obs = rng.standard_normal((T, p))
+    means, covs, gains, ll = kalman_filter(F, H, Q, R, obs, m0, P0)
+    ref_m, ref_P, ref_ll = batch_gaussian_filter(F, H, Q, R, obs, m0, P0)
+    np.testing.assert_allclose(means, ref_m, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(covs, ref_P, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(ll, ref_ll, rtol=1e-11)
+    # the mean is the linear recurrence m_t = (I - K_t H) F m_{t-1} + K_t o_t
+    prev = m0
+    for t in range(T):
+        np.testing.assert_allclose(means[t], (np.eye(n) - gains[t] @ H) @ F @ prev + gains[t] @ obs[t],
+                                   rtol=1e-12, atol=1e-12)
+        prev = means[t]
+
+
+def test_kalman_filter_errors():
+    eye = np.eye(2)
+    with pytest.raises(ValueError, match="F must"):
+        kalman_filter(np.ones((2, 3)), np.ones((1, 2)), eye, np.eye(1), np.ones((3, 1)), np.zeros(2), eye)
+    with pytest.raises(ValueError, match="R must"):
+        kalman_filter(eye, np.ones((1, 2)), eye, eye, np.ones((3, 1)), np.zeros(2), eye)
+    with pytest.raises(ValueError, match="obs must"):
+        kalman_filter(eye, np.ones((1, 2)), eye, np.eye(1), np.ones((3, 2)), np.zeros(2), eye)

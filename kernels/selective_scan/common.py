@@ -94,8 +94,8 @@ def check_device(u):
 
 #: Compute capability from which the Triton path takes bfloat16 inputs and the loop forward uses
 #: eviction hints. Below it (Colab's T4 is sm_75) bfloat16 has no arithmetic units; the kernels
-#: would only load and store it, in conversions Triton emulates on a GPU generation it no longer
-#: lists as supported (Triton >= 3.3), and the hints compile to plain L1 loads (no ``createpolicy``).
+#: would only load and store it, in conversions Triton emulates on a GPU generation that Triton >= 3.3
+#: does not list as supported, and the hints compile to plain L1 loads (no ``createpolicy``).
 AMPERE = (8, 0)
 
 
