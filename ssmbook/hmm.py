@@ -85,18 +85,19 @@ def _scaled_pair(pair, name: str):
     return mats, logs
 
 
-def combine_scaled(later, earlier):
-    """The scan operator on scaled matrices: ``(Y, s) o (X, r) = normalize(Y @ X, s + r)``.
+def combine_scaled(earlier, later):
+    """The scan operator on scaled matrices: ``(X, r) o (Y, s) = normalize(Y @ X, r + s)``.
 
     Each argument is a pair ``(mats, logs)`` of batches ``(..., N, N)`` and ``(...)`` standing for
-    ``exp(logs) * mats`` with ``max(mats) == 1``; ``later`` is applied after ``earlier``.  The result
-    represents the exact product ``exp(s + r) * Y @ X`` in the same form, so the operator inherits
-    the associativity of matrix multiplication.
+    ``exp(logs) * mats`` with ``max(mats) == 1``; ``later`` is applied after ``earlier`` (the operand
+    order of every scan operator in the package: earlier, later).  The result represents the exact
+    product ``exp(r + s) * Y @ X`` in the same form, so the operator inherits the associativity of
+    matrix multiplication.
     """
-    (y, s), (x, r) = _scaled_pair(later, "later"), _scaled_pair(earlier, "earlier")
+    (x, r), (y, s) = _scaled_pair(earlier, "earlier"), _scaled_pair(later, "later")
     if y.shape[:-2] != x.shape[:-2] or y.shape[-1] != x.shape[-2]:
-        raise ValueError(f"later and earlier must hold batches of matrices that multiply, "
-                         f"got {y.shape} and {x.shape}")
+        raise ValueError(f"earlier and later must hold batches of matrices that multiply, "
+                         f"got {x.shape} and {y.shape}")
     return _normalize(y @ x, s + r)
 
 
@@ -134,16 +135,16 @@ def _normalize_log(logmats: np.ndarray, logs: np.ndarray):
     return logmats - peak[..., None, None], np.where(zero, -np.inf, logs + peak)
 
 
-def _combine_log(later, earlier):
+def _combine_log(earlier, later):
     """The scan operator on log-matrices: every entry keeps its own exponent, none underflows."""
-    (y, s), (x, r) = later, earlier
+    (x, r), (y, s) = earlier, later
     return _normalize_log(_log_matmul(y, x), s + r)
 
 
 def tree_scan(mats, logs, combine=combine_scaled):
     """Inclusive prefix products of ``(mats, logs)`` (already normalised) by the pairwise tree.
 
-    ``combine(later, earlier)`` is the operator (:func:`combine_scaled`, or its log-space twin);
+    ``combine(earlier, later)`` is the operator (:func:`combine_scaled`, or its log-space twin);
     :func:`prefix_products` checks and normalises its input and then calls this; here only the
     shapes are checked, ``mats`` ``(T, N, N)`` and ``logs`` ``(T,)``, so each level stays cheap.
     """
@@ -153,14 +154,14 @@ def tree_scan(mats, logs, combine=combine_scaled):
     if not isinstance(logs, np.ndarray) or logs.shape != mats.shape[:1]:
         raise ValueError(f"logs must be a numpy array of shape ({mats.shape[0]},), got {_checks.describe(logs)}")
     if not callable(combine):
-        raise TypeError(f"combine must be callable (later, earlier) -> (mats, logs), got {type(combine).__name__}")
+        raise TypeError(f"combine must be callable (earlier, later) -> (mats, logs), got {type(combine).__name__}")
     # --- the tree ---
     T = mats.shape[0]
     if T == 1:
         return mats, logs
     half = T // 2
     # pair products: Q_k = M_{2k+1} M_{2k}
-    q, ql = combine((mats[1:2 * half:2], logs[1:2 * half:2]), (mats[0:2 * half:2], logs[0:2 * half:2]))
+    q, ql = combine((mats[0:2 * half:2], logs[0:2 * half:2]), (mats[1:2 * half:2], logs[1:2 * half:2]))
     rq, rql = tree_scan(q, ql, combine)  # rq[k] = prefix product up to index 2k+1
     out = np.empty_like(mats)
     out_l = np.empty_like(logs)
@@ -169,7 +170,7 @@ def tree_scan(mats, logs, combine=combine_scaled):
     if T > 2:
         # even positions 2k (k >= 1): M_{2k} times the prefix up to 2k-1
         idx = np.arange(2, T, 2)
-        e, el = combine((mats[idx], logs[idx]), (rq[(idx // 2) - 1], rql[(idx // 2) - 1]))
+        e, el = combine((rq[(idx // 2) - 1], rql[(idx // 2) - 1]), (mats[idx], logs[idx]))
         out[idx], out_l[idx] = e, el
     return out, out_l
 

@@ -1,4 +1,4 @@
-"""Extreme-but-legal inputs and misuses that used to pass silently, one test each, entry by entry."""
+"""Extreme-but-legal inputs and misuses that could pass silently, one test each, entry by entry."""
 import math
 
 import mpmath

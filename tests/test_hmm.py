@@ -211,12 +211,12 @@ def test_combine_scaled_is_the_exact_product_and_associative():
     rng = np.random.default_rng(11)
     X, Y, Z = (rng.random((4, 3, 3)) for _ in range(3))
     r, s, t = (rng.normal(size=4) for _ in range(3))
-    P, p = combine_scaled((Y, s), (X, r))
+    P, p = combine_scaled((X, r), (Y, s))
     np.testing.assert_allclose(np.exp(p)[:, None, None] * P,
                                np.exp(s + r)[:, None, None] * (Y @ X), rtol=1e-13)
     np.testing.assert_allclose(P.max(axis=(1, 2)), 1.0, rtol=1e-15)
-    left = combine_scaled(combine_scaled((Z, t), (Y, s)), (X, r))
-    right = combine_scaled((Z, t), combine_scaled((Y, s), (X, r)))
+    left = combine_scaled((X, r), combine_scaled((Y, s), (Z, t)))  # (Z Y) X
+    right = combine_scaled(combine_scaled((X, r), (Y, s)), (Z, t))  # Z (Y X)
     np.testing.assert_allclose(left[0], right[0], rtol=1e-13)
     np.testing.assert_allclose(left[1], right[1], rtol=1e-13)
 
@@ -231,7 +231,7 @@ def test_tree_scan_matches_folding_combine_scaled(T):
     acc = (mats[:1], logs[:1])
     for k in range(T):
         if k:
-            acc = combine_scaled((mats[k:k + 1], logs[k:k + 1]), acc)
+            acc = combine_scaled(acc, (mats[k:k + 1], logs[k:k + 1]))
         np.testing.assert_allclose(P[k], acc[0][0], rtol=1e-12)
         np.testing.assert_allclose(lp[k], acc[1][0], rtol=1e-12, atol=1e-12)
 
