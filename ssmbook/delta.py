@@ -69,12 +69,9 @@ def _check_seq(name, t, q, b, h, L):
 def _check_state(state, q, b, h, dv, dk):
     if state is None:
         return
-    _checks.tensor(state, "initial_state", shape_doc=f"(batch, heads, d_v, d_k) = {(b, h, dv, dk)}")
-    if tuple(state.shape) != (b, h, dv, dk):
-        raise ValueError(f"initial_state must have shape (batch, heads, d_v, d_k) = {(b, h, dv, dk)}, "
-                         f"got {tuple(state.shape)}")
-    if state.device != q.device:
-        raise TypeError(f"initial_state must be on q's device {q.device}, got {state.device}")
+    _checks.tensor(state, "initial_state", shape=(b, h, dv, dk),
+                   shape_doc=f"(batch, heads, d_v, d_k) = {(b, h, dv, dk)}")
+    _checks.same_device(state, "initial_state", q, "q")
     _checks.finite(state, "initial_state")
 
 

@@ -71,12 +71,9 @@ def _check_ssd(X, A, B, C, initial_state=None, chunk=None, return_final_state=Fa
         raise ValueError("A must be <= 0 everywhere (the log of a decay in (0, 1]), "
                          f"got a maximum of {A.max().item():.3g}")
     if initial_state is not None:
-        _checks.tensor(initial_state, "initial_state", shape_doc=f"(batch, heads, head_dim, N) = {(b, h, p, n)}")
-        if tuple(initial_state.shape) != (b, h, p, n):
-            raise ValueError(f"initial_state must have shape (batch, heads, head_dim, N) = {(b, h, p, n)}, "
-                             f"got {tuple(initial_state.shape)}")
-        if initial_state.device != X.device:
-            raise TypeError(f"initial_state must be on X's device {X.device}, got {initial_state.device}")
+        _checks.tensor(initial_state, "initial_state", shape=(b, h, p, n),
+                       shape_doc=f"(batch, heads, head_dim, N) = {(b, h, p, n)}")
+        _checks.same_device(initial_state, "initial_state", X, "X")
     for name, t in (("X", X), ("B", B), ("C", C), ("initial_state", initial_state)):
         if t is not None:
             _checks.finite(t, name)
