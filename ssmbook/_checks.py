@@ -95,7 +95,7 @@ def one_of(value, name: str, choices) -> object:
     return value
 
 
-def sizes(name: str, value, *, allow_symbols: bool = True):
+def sizes(value, name: str, *, allow_symbols: bool = True):
     """A non-negative size (int, an array of ints, or a sympy expression when ``allow_symbols``)."""
     if allow_symbols and type(value).__module__.startswith("sympy"):
         return value

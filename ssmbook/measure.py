@@ -45,7 +45,7 @@ def transformer_block_flops(L, D, mlp_ratio=4) -> dict:
     and the *quadratic* term (``q kᵀ`` and ``A v``, ``2 L² D`` each).  Works on ints or sympy symbols.
     Norms, softmax, activations and biases are left out (lower order)."""
     for name, value in (("L", L), ("D", D), ("mlp_ratio", mlp_ratio)):
-        _checks.sizes(name, value)
+        _checks.sizes(value, name)
     linear = 2 * L * D * 3 * D + 2 * L * D * D + 2 * 2 * L * D * (mlp_ratio * D)
     quadratic = 2 * L * L * D + 2 * L * L * D
     return {"linear": linear, "quadratic": quadratic, "total": linear + quadratic}
@@ -75,7 +75,7 @@ def count_flops(module: nn.Module, *inputs) -> int:
 
 def kv_cache_floats(t, D: int, n_layers: int = 1):
     """Floats a causal Transformer keeps after ``t`` tokens: a key and a value per token per layer."""
-    _checks.sizes("t", t, allow_symbols=False)
+    _checks.sizes(t, "t", allow_symbols=False)
     D, n_layers = _checks.positive_int(D, "D"), _checks.positive_int(n_layers, "n_layers")
     return 2 * np.asarray(t) * D * n_layers
 

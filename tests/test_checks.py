@@ -86,12 +86,12 @@ def test_one_of():
 
 
 def test_sizes():
-    assert C.sizes("t", 3) == 3
-    assert C.sizes("t", sp.Symbol("L")) == sp.Symbol("L")
-    raises(ATE, "t", C.sizes, "t", "3")
-    raises(ATE, "t", C.sizes, "t", sp.Symbol("L"), allow_symbols=False)
-    raises(ValueError, "t", C.sizes, "t", 2.5)
-    raises(ValueError, "t", C.sizes, "t", [1, -1])
+    assert C.sizes(3, "t") == 3
+    assert C.sizes(sp.Symbol("L"), "t") == sp.Symbol("L")
+    raises(ATE, "t", C.sizes, "3", "t")
+    raises(ATE, "t", C.sizes, sp.Symbol("L"), "t", allow_symbols=False)
+    raises(ValueError, "t", C.sizes, 2.5, "t")
+    raises(ValueError, "t", C.sizes, [1, -1], "t")
 
 
 def test_flag():

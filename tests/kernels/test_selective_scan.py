@@ -374,10 +374,16 @@ def test_choose_forward_and_loop_block():
     assert ks.choose_loop_block(48, groups=3) == (16, 1)
 
 
+#: Small random problems for the loop kernels: shared, single-group and per-channel B/C, every
+#: option set, and the chunk length and unroll factor drawn too (None: the choosers decide).
+random_loop_problems = given(
+    batch=st.integers(1, 2), dim=st.integers(1, 4), L=st.integers(1, 24), N=st.integers(1, 6),
+    groups=st.sampled_from([0, 1, "dim"]), options=st.sampled_from(OPTIONS),
+    block_t=st.sampled_from([None, 2, 4, 8]), unroll=st.sampled_from([None, 1, 2, 4]))
+
+
 @settings(max_examples=4, deadline=None)
-@given(batch=st.integers(1, 2), dim=st.integers(1, 4), L=st.integers(1, 24), N=st.integers(1, 6),
-       groups=st.sampled_from([0, 1, "dim"]), options=st.sampled_from(OPTIONS),
-       block_t=st.sampled_from([None, 2, 4, 8]), unroll=st.sampled_from([None, 1, 2, 4]))
+@random_loop_problems
 def test_random_shapes_loop_forward(batch, dim, L, N, groups, options, block_t, unroll):
     G = dim if groups == "dim" else groups
     run_and_compare(batch, dim, L, N, G, options, block_t=block_t,
@@ -554,9 +560,7 @@ def test_choose_backward_and_loop_backward_blocks():
 
 
 @settings(max_examples=4, deadline=None)
-@given(batch=st.integers(1, 2), dim=st.integers(1, 4), L=st.integers(1, 24), N=st.integers(1, 6),
-       groups=st.sampled_from([0, 1, "dim"]), options=st.sampled_from(OPTIONS),
-       block_t=st.sampled_from([None, 2, 4, 8]), unroll=st.sampled_from([None, 1, 2, 4]))
+@random_loop_problems
 def test_random_shapes_loop_backward(batch, dim, L, N, groups, options, block_t, unroll):
     G = dim if groups == "dim" else groups
     run_and_compare(batch, dim, L, N, G, options, block_t=block_t,
