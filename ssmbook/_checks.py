@@ -276,6 +276,15 @@ def tensor(x, name: str, *, ndim=None, shape=None, shape_doc: str | None = None,
     return x
 
 
+def module(x, name: str, doc: str = ""):
+    """``x`` must be a ``torch.nn.Module``; ``doc`` says what it maps, e.g. ``" (tokens -> logits)"``."""
+    from torch import nn
+
+    if not isinstance(x, nn.Module):
+        raise ArgumentTypeError(f"{name} must be a torch.nn.Module{doc}, got {type(x).__name__}")
+    return x
+
+
 def finite(x, name: str, *, allow_neg_inf: bool = False):
     """Every entry of the tensor ``x`` must be finite (``-inf`` too, when ``allow_neg_inf``)."""
     import torch

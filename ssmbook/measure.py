@@ -33,8 +33,7 @@ __all__ = ["count_parameters", "transformer_block_flops", "count_flops", "n_toke
 # ----------------------------------------------------------------------------------------------
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters (a tied weight counts once)."""
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _checks.module(model, "model")
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -64,8 +63,7 @@ def count_flops(module: nn.Module, *inputs) -> int:
     convolutions, 2 per multiply-add), no gradients."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    if not isinstance(module, nn.Module):
-        raise ValueError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    _checks.module(module, "module")
 
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:

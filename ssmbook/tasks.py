@@ -31,12 +31,6 @@ __all__ = ["char_corpus", "lm_batch", "train_lm", "selective_copying_batch", "tr
            "load_digits_split", "train_digits"]
 
 
-def _check_model(model):
-    if not isinstance(model, nn.Module):
-        raise _checks.ArgumentTypeError(f"model must be a torch.nn.Module (tokens -> logits), "
-                                        f"got {type(model).__name__}")
-
-
 # --------------------------------------------------------------------------------------------
 # a character corpus: next-character prediction
 # --------------------------------------------------------------------------------------------
@@ -126,7 +120,7 @@ def train_selective_copying(model: nn.Module, steps: int, batch: int = 32, lr: f
     a linear warm-up over the first tenth of the steps); the loss is the cross-entropy at the
     ``n_data`` answer positions.  ``eval_acc`` and ``eval_acc_by_position`` score ``n_eval`` fresh
     sequences (seed ``10_000 + seed``)."""
-    _check_model(model)
+    _checks.module(model, "model", " (tokens -> logits)")
     _checks.positive_int(n_eval, "n_eval")
     task = dict(n_context=n_context, n_data=n_data, n_symbols=n_symbols)
     gen = torch.Generator().manual_seed(seed)
@@ -209,7 +203,7 @@ def train_associative_recall(model: nn.Module, steps: int, batch: int = 32, lr: 
     """Train ``model`` (tokens → logits) on associative recall with :func:`~ssmbook.train.fit`
     (AdamW, a linear warm-up over the first tenth of the steps); the loss is the cross-entropy at
     the query positions.  ``eval_acc`` scores ``n_eval`` fresh sequences (seed ``10_000 + seed``)."""
-    _check_model(model)
+    _checks.module(model, "model", " (tokens -> logits)")
     _checks.positive_int(steps, "steps"), _checks.positive_scalar(lr, "lr"), _checks.positive_int(batch, "batch")
     vocab = getattr(model, "vocab_size", None)
     if isinstance(vocab, int) and vocab < n_keys + n_values:

@@ -77,8 +77,7 @@ def _answers(model, inputs, targets, batch_size):
 
 
 def _check_labelled(model, inputs, targets, batch_size):
-    if not isinstance(model, nn.Module):
-        raise _checks.ArgumentTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _checks.module(model, "model")
     _checks.tensor(inputs, "inputs", floating=False, shape_doc="(n, ...)")
     _checks.tensor(targets, "targets", ndim=(1, 2), integer=True, shape_doc="(n,) or (n, m)")
     if len(targets) != len(inputs) or len(inputs) == 0:
@@ -108,8 +107,7 @@ def _scheduler(opt, schedule, steps, lr, warmup):
 
 def _check_fit(model, make_batch, steps, lr, loss, weight_decay, schedule, warmup, clip, val, eval_every,
                test, eval_batch_size):
-    if not isinstance(model, nn.Module):
-        raise _checks.ArgumentTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _checks.module(model, "model")
     if not callable(make_batch):
         raise _checks.ArgumentTypeError(f"make_batch must be callable (() -> (inputs, targets, ...)), "
                                         f"got {type(make_batch).__name__}")

@@ -94,6 +94,13 @@ def test_sizes():
     raises(ValueError, "t", C.sizes, [1, -1], "t")
 
 
+def test_module():
+    m = torch.nn.Linear(2, 2)
+    assert C.module(m, "model") is m
+    raises(ATE, "model", C.module, lambda x: x, "model")
+    assert "(tokens -> logits)" in raises(ATE, "model", C.module, 3, "model", " (tokens -> logits)")
+
+
 def test_flag():
     assert C.flag(np.bool_(True), "f") is True
     assert C.flag(None, "f", none_ok=True) is None
