@@ -9,6 +9,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .selective_scan.common import check_device
+
 
 @triton.jit
 def first_order(a_left, b_left, a_right, b_right):
@@ -35,6 +37,7 @@ def toy_scan(a, b):
         raise ValueError(f"a and b must have one shape (rows, L) with L ≥ 1, got {tuple(a.shape)}, {tuple(b.shape)}")
     if a.dtype != torch.float32 or b.dtype != torch.float32 or a.device != b.device:
         raise ValueError(f"a and b must be float32 on one device, got {a.dtype}, {b.dtype}")
+    check_device(a, name="a")
     a, b = a.contiguous(), b.contiguous()
     rows, L = a.shape
     h = torch.empty_like(a)

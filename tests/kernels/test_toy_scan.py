@@ -1,7 +1,11 @@
 """The toy Triton scan (ssmbook.kernels.toy_scan) against the loop recurrence."""
 import pytest
 import torch
+from ssmbook.kernels.selective_scan.common import interpreting
 from ssmbook.kernels.toy_scan import toy_scan
+
+# The compiled kernel takes CUDA tensors; the interpreter (CPU-only machines) takes CPU tensors.
+DEVICE = "cuda" if torch.cuda.is_available() and not interpreting() else "cpu"
 
 
 def loop(a, b):
@@ -16,7 +20,9 @@ def loop(a, b):
 def test_toy_scan_matches_loop(rows, L):
     g = torch.Generator().manual_seed(L)
     a, b = torch.rand(rows, L, generator=g), torch.randn(rows, L, generator=g)
-    torch.testing.assert_close(toy_scan(a, b).double(), loop(a, b), rtol=1e-5, atol=1e-6)
+    h = toy_scan(a.to(DEVICE), b.to(DEVICE))
+    assert h.device.type == DEVICE
+    torch.testing.assert_close(h.cpu().double(), loop(a, b), rtol=1e-5, atol=1e-6)
 
 
 def test_toy_scan_bad_inputs():
@@ -24,3 +30,9 @@ def test_toy_scan_bad_inputs():
         toy_scan(torch.ones(2, 3, dtype=torch.float64), torch.ones(2, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="shape"):
         toy_scan(torch.ones(2, 3), torch.ones(2, 4))
+
+
+@pytest.mark.skipif(interpreting() or not torch.cuda.is_available(), reason="needs the compiled kernels")
+def test_toy_scan_refuses_cpu_tensors_when_compiled():
+    with pytest.raises(ValueError, match="CUDA"):
+        toy_scan(torch.ones(2, 3), torch.ones(2, 3))
