@@ -82,11 +82,12 @@ def interpreting():
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def check_device(u, name="u"):
-    """Refuse CPU tensors unless the interpreter runs (the compiled kernels need CUDA)."""
-    if not u.is_cuda and not interpreting():
+def check_device(x, name="u"):
+    """Refuse a CPU tensor ``x`` (the argument ``name``) unless the interpreter runs: the compiled
+    kernels need CUDA."""
+    if not x.is_cuda and not interpreting():
         raise ValueError(
-            f"{name} must be a CUDA tensor for the compiled Triton kernels, got device {u.device}; for CPU "
+            f"{name} must be a CUDA tensor for the compiled Triton kernels, got device {x.device}; for CPU "
             "tensors set TRITON_INTERPRET=1 before triton is imported (importing ssmbook.kernels "
             "first does it on machines without CUDA), or use backend='torch'"
         )
