@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# One GPU call: build the official kernel, run the mamba grid and the L and batch sweeps, write the report.
+# One GPU call: the official kernel (built, or carried), optional CUDA tests, then grids, then the report.
 #
 # Run from the repository root on a fresh GPU machine with torch and Triton installed, the official
 # sdist carried as .device/mamba_ssm-2.3.2.post1 (device tool: carry [".device"], timeout_s 600):
 #     bash benchmarks/device_run.sh
-# What comes back under $OUT (7 files at most, each well under 16 MiB, at most two folders down):
+#     STAGES="tests mamba:300 sweep_batch:60 sweep_L" bash benchmarks/device_run.sh
+# STAGES (default "mamba:60% sweep_L:50% sweep_batch"): what runs, in order. "tests" runs the
+# CUDA tests named by TESTS (default: the kernel tests) with pytest-xdist (carry its wheels as .whl,
+# installed into /tmp/site), for at most S seconds as "tests:S"; "NAME:S" runs the grid benchmarks/grids/NAME.json for at most S
+# seconds, "NAME:P%" for P % of the time then left, a bare "NAME" for all that is left minus 30 s.
+# What comes back under $OUT (8 files at most, each well under 16 MiB, at most two folders down):
 #     run.log                        everything printed, build included
-#     report.md                      report.py's tables of the three results
-#     results/mamba.json             bench_selective_scan.py on benchmarks/grids/mamba.json
-#     results/sweep_L.json           ... on grids/sweep_L.json (Triton only)
-#     results/sweep_batch.json       ... on grids/sweep_batch.json (Triton only)
+#     report.md                      report.py's tables of the results
+#     results/NAME.json              bench_selective_scan.py on each grid
+#     cuda_tests.log                 the tests stage, when it runs
 #     so/selective_scan_cuda.so.partNN   only with SAVE_SO=1: the built extension, gzip, in 15 MiB parts;
 #                                    carried back as .device/so, a later call skips the ~3 min build
-# Environment: BUDGET_S (default 570) is the whole call's time; each stage gets what is left, and the
-# grid runs stop starting new cells when their share is spent (the JSON keeps every finished cell).
+# Environment: BUDGET_S (default 570) is the whole call's time; the grid runs stop starting new
+# cells when their share is spent (the JSON keeps every finished cell).
 set -u -o pipefail
 OUT=${OUT:-/tmp/device_out}
 BUDGET_S=${BUDGET_S:-570}
@@ -47,16 +51,25 @@ log() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
   else
     log "official: no $SRC carried; the grid runs without it"
   fi
-  # the remaining time: 60% to the grid, 20% to each sweep
-  GRID_S=$(( $(left) * 6 / 10 - 20 ))
-  log "mamba grid, ${GRID_S} s"
-  $PY benchmarks/bench_selective_scan.py --grid mamba --out "$OUT/results/mamba.json" \
-      --max-seconds "$GRID_S" "${OFFICIAL[@]}" || log "mamba grid exited with $?"
-  for s in sweep_L sweep_batch; do
-    if [ "$s" = sweep_L ]; then S_S=$(( $(left) / 2 - 20 )); else S_S=$(( $(left) - 30 )); fi
-    log "$s, ${S_S} s"
-    $PY benchmarks/bench_selective_scan.py --grid "$s" --out "$OUT/results/$s.json" \
-        --max-seconds "$S_S" || log "$s exited with $?"
+  for stage in ${STAGES:-mamba:60% sweep_L:50% sweep_batch}; do
+    name=${stage%%:*}; share=${stage#*:}
+    if [ "$name" = tests ]; then
+      log "CUDA tests: ${TESTS:=tests/kernels}"
+      pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl >/dev/null 2>&1
+      ln -sfn ../kernels ssmbook/kernels  # the package layout without an install
+      T_S=$(( $(left) - 60 )); [ "$share" != "$name" ] && T_S=$share
+      PYTHONPATH=/tmp/site:$PWD timeout "$T_S" $PY -m pytest -q -n 16 --tb=short -p no:cacheprovider \
+          -p no:benchmark $TESTS >"$OUT/cuda_tests.log" 2>&1
+      log "tests exited with $?: $(tail -n 1 "$OUT/cuda_tests.log")"
+      grep -E "^(FAILED|ERROR)" "$OUT/cuda_tests.log" | head -20
+      continue
+    fi
+    if [ "$share" = "$name" ]; then S_S=$(( $(left) - 30 ))
+    elif [ "${share%\%}" != "$share" ]; then S_S=$(( $(left) * ${share%\%} / 100 - 20 ))
+    else S_S=$share; fi
+    log "$name grid, ${S_S} s"
+    $PY benchmarks/bench_selective_scan.py --grid "$name" --out "$OUT/results/$name.json" \
+        --max-seconds "$S_S" "${OFFICIAL[@]}" || log "$name exited with $?"
   done
   $PY benchmarks/report.py "$OUT"/results/*.json >"$OUT/report.md" || log "report exited with $?"
   cat "$OUT/report.md"

@@ -14,6 +14,7 @@ import triton.language as tl
 
 from .common import (channel_params, combine, forward_outputs, launch_flags, load_delta, or_dummy,
                      sigmoid)
+from .tuning import cdiv
 
 
 # --- forward kernel ---
@@ -100,9 +101,10 @@ def chunk_fwd_kernel(
 def chunk_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr, gout_ptr,  # inputs
     gu_ptr, gdelta_ptr, gz_ptr,           # (batch, dim, L), in the dtypes of u, delta, z
-    gA_ptr, gD_ptr, gbias_ptr,            # per-batch partial sums (batch, dim, N), (batch, dim): f32
+    gA_ptr, gD_ptr, gbias_ptr,            # per-batch partial sums, f32: (dim, N), (dim,), (dim,) per batch
     gB_ptr, gC_ptr,                       # (batch, groups, N, L) float32, accumulated atomically
     dim, L, N, n_groups, dim_per_group, n_chunks,
+    stride_gp,                            # elements from one batch's partials to the next's
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -221,8 +223,8 @@ def chunk_bwd_kernel(
         # a_s λ_s at the chunk's first step s flows into the last step of the chunk to the left
         carry = a_first * tl.sum(tl.where(is_first, lam, 0.0), axis=1)
 
-    part = pid_b * dim + offs_d                       # per-batch partials, summed on the host
-    tl.store(gA_ptr + part[:, None] * N + offs_n[None, :], gA_acc, mask=mdn)
+    part = pid_b * stride_gp + offs_d                 # per-batch partials, summed on the host
+    tl.store(gA_ptr + pid_b * stride_gp + offs_d[:, None] * N + offs_n[None, :], gA_acc, mask=mdn)
     if HAS_D:
         tl.store(gD_ptr + part, gD_acc, mask=mask_d)
     if HAS_BIAS:
@@ -240,10 +242,10 @@ def chunk_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks,
     batch, dim, L = u.shape
     groups, N = B4.shape[1], B4.shape[2]
     BD, BT, BN = blocks
-    n_chunks = triton.cdiv(L, BT)
+    n_chunks = cdiv(L, BT)
     out, ckpt = forward_outputs(u, N, n_chunks, checkpoints)
     extra = {"num_warps": num_warps} if num_warps else {}
-    chunk_fwd_kernel[(triton.cdiv(dim, BD), batch)](
+    chunk_fwd_kernel[(cdiv(dim, BD), batch)](
         u, delta, A, B4, C4, *or_dummy(u, D, z, delta_bias), out, ckpt,
         dim, L, N, groups, dim // groups, n_chunks,
         **launch_flags(D, z, delta_bias, delta_softplus), CHECKPOINTS=bool(checkpoints),
@@ -256,20 +258,18 @@ def chunk_backward(u, delta, A, B4, C4, D, z, delta_bias, ckpt, gout, grads, del
                    blocks, num_warps=None):
     """Launch the chunked backward. ``grads`` = (gu, gdelta, gz, gA, gD, gbias), the buffers it
     writes (gz, gD, gbias None where the input is absent; gA, gD, gbias per-batch partial sums);
-    returns the B and C gradients as (batch, groups, N, L) float32."""
+    returns the B and C gradients as one float32 tensor (2, batch, groups, N, L): B's, then C's."""
     batch, dim, L = u.shape
     groups, N = B4.shape[1], B4.shape[2]
     BD, BT, BN = blocks
     gu, gdelta, gz, gA, gD, gbias = grads
-    f32 = dict(device=u.device, dtype=torch.float32)
-    gB = torch.zeros(B4.shape, **f32)   # zeros: the kernel adds into them
-    gC = torch.zeros(C4.shape, **f32)
-    chunk_bwd_kernel[(triton.cdiv(dim, BD), batch)](
+    gBC = torch.zeros((2,) + tuple(B4.shape), device=u.device, dtype=torch.float32)  # added into
+    chunk_bwd_kernel[(cdiv(dim, BD), batch)](
         u, delta, A, B4, C4, *or_dummy(gA, D, z, delta_bias), ckpt, gout,
         gu, gdelta, *or_dummy(gA, gz), gA, *or_dummy(gA, gD, gbias),
-        gB, gC,
-        dim, L, N, groups, dim // groups, ckpt.shape[2],
+        gBC[0], gBC[1],
+        dim, L, N, groups, dim // groups, ckpt.shape[2], gA.stride(0),
         **launch_flags(D, z, delta_bias, delta_softplus), BLOCK_D=BD, BLOCK_T=BT, BLOCK_N=BN,
         **({"num_warps": num_warps} if num_warps else {}),
     )
-    return gB, gC
+    return gBC

@@ -7,6 +7,7 @@ has, ``load_delta`` (Δ with its bias and softplus, the identity step where mask
 interpreter runs (``interpreting``), which GPU a device is (``gpu_of``), which input dtypes the
 kernels take there (``triton_dtypes``), and refuse what the kernels cannot run.
 """
+import functools
 import os
 
 import torch
@@ -105,7 +106,13 @@ def gpu_of(device):
     device = torch.device(device)
     if device.type != "cuda":
         return None
-    i = device.index if device.index is not None else torch.cuda.current_device()
+    return _cuda_gpu(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_gpu(i):
+    # a device's name and capability do not change while the process runs; asking the driver
+    # on every call cost microseconds of host time per launch
     return torch.cuda.get_device_name(i), tuple(torch.cuda.get_device_capability(i))
 
 

@@ -16,7 +16,7 @@ import triton.language as tl
 
 from .common import (LOG2E, channel_params, forward_outputs, hints_supported, launch_flags,
                      load_delta, or_dummy, sigmoid)
-from .tuning import choose_loop_backward, choose_loop_block, choose_segments, choose_unroll
+from .tuning import cdiv, choose_loop_backward, choose_loop_block, choose_segments, choose_unroll
 
 
 # --- forward kernel ---
@@ -182,10 +182,11 @@ def _load_bc_step(bc_ptr, t, L, N, pair, offs_n, mask_n, EVEN_N: tl.constexpr):
 def recurrent_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, BC_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr, gout_ptr,  # inputs
     gu_ptr, gdelta_ptr, gz_ptr,           # (batch, dim, L), in the dtypes of u, delta, z
-    gA_ptr, gD_ptr, gbias_ptr,            # per-batch partial sums (batch, dim, N), (batch, dim): f32
+    gA_ptr, gD_ptr, gbias_ptr,            # per-batch partial sums, f32: (dim, N), (dim,), (dim,) per batch
     gB_ptr, gC_ptr,                       # per-block partial sums (batch, dim blocks, L, N): f32
     scratch_ptr,                          # per program: the states of one chunk, (BLOCK_T + 1, BN, BD)
     dim, L, N, stride_an, one, n_groups, dim_per_group, n_chunks,
+    stride_gp,                            # elements from one batch's partials to the next's
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr,
     EVEN_N: tl.constexpr,
@@ -323,8 +324,8 @@ def recurrent_bwd_kernel(
             tl.store(gC_ptr + bc_offs, gC_blk, mask=m_bc)
         tl.debug_barrier()  # the next chunk overwrites the scratch
 
-    part = pid_b * dim + offs_d
-    tl.store(gA_ptr + part[None, :] * N + offs_n[:, None], gA_acc, mask=mnd)
+    part = pid_b * stride_gp + offs_d
+    tl.store(gA_ptr + pid_b * stride_gp + offs_d[None, :] * N + offs_n[:, None], gA_acc, mask=mnd)
     if HAS_D:
         tl.store(gD_ptr + part, gD_acc, mask=mask_d)
     if HAS_BIAS:
@@ -343,8 +344,9 @@ def _cache_hints(hints):
 
 
 def _pack_bc(B4, C4):
-    """B and C of the loop kernels: (batch, groups, L, N, 2), B_t[n] and C_t[n] side by side."""
-    return torch.stack((B4, C4), dim=-1).transpose(2, 3).contiguous()
+    """B and C of the loop kernels: (batch, groups, L, N, 2), B_t[n] and C_t[n] side by side (one
+    stack of the transposed views: its result is contiguous in that layout)."""
+    return torch.stack((B4.transpose(2, 3), C4.transpose(2, 3)), dim=-1)
 
 
 def recurrent_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks, config,
@@ -352,11 +354,12 @@ def recurrent_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blo
     """Launch the loop forward (twice when segmented: summaries, then the walk) on B, C as
     (batch, groups, N, L); BLOCK_T and BLOCK_N from ``blocks``, the rest from ``config`` (a
     KernelConfig: loop_block_d, unroll, packed_bc, cache_hints, segments; None fields chosen by
-    the rules of ``tuning``). Returns ``(out, ckpt)`` as :func:`chunk.chunk_forward`."""
+    the rules of ``tuning``). Returns ``(out, ckpt, bc)``: as :func:`chunk.chunk_forward`, and the
+    packed B/C rows when the forward packed them (the loop backward reads the same), else None."""
     batch, dim, L = u.shape
     groups, N = B4.shape[1], B4.shape[2]
     _, BT, BN = blocks
-    n_chunks = triton.cdiv(L, BT)
+    n_chunks = cdiv(L, BT)
     out, ckpt = forward_outputs(u, N, n_chunks, checkpoints)
     # B and C transposed to (batch, groups, L, N), or packed as (batch, groups, L, N, 2): the
     # loop reads one time step's row of each. They are N/dim times smaller than u, so the copy
@@ -381,52 +384,55 @@ def recurrent_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blo
     # Segments: split the sequence over more programs when batch × channel blocks are too few
     # to keep every warp scheduler busy (two launches: summaries, then the walk; see kernel).
     n_segs = config.segments or choose_segments(batch, dim, LBD, n_chunks, BN, u.dtype)
-    per_seg = triton.cdiv(n_chunks, max(int(n_segs), 1))
-    n_segs = triton.cdiv(n_chunks, per_seg)                 # no empty segment
-    hseg = torch.empty(batch, dim, n_segs, N, device=u.device, dtype=torch.float32)
-    dseg = torch.empty(batch, dim, n_segs, device=u.device, dtype=torch.float32)
+    per_seg = cdiv(n_chunks, max(int(n_segs), 1))
+    n_segs = cdiv(n_chunks, per_seg)                 # no empty segment
+    hseg = dseg = out  # never read unless segmented
+    if n_segs > 1:
+        hseg = torch.empty(batch, dim, n_segs, N, device=u.device, dtype=torch.float32)
+        dseg = torch.empty(batch, dim, n_segs, device=u.device, dtype=torch.float32)
     args = (u, delta, A, Bt, Ct, *or_dummy(u, D, z, delta_bias), out, ckpt, hseg, dseg,
             dim, L, N, 1, 1, groups, dim // groups, n_chunks, per_seg, n_segs)
     meta = dict(**launch_flags(D, z, delta_bias, delta_softplus), CHECKPOINTS=bool(checkpoints),
                 BLOCK_D=LBD, BLOCK_T=BT, BLOCK_N=BN, UNROLL=min(unroll, BT),
                 EVEN_N=BN == N, PACKED=bool(packed), **_cache_hints(hints),
                 SEGMENTED=n_segs > 1, num_warps=warps)
-    grid = (triton.cdiv(dim, LBD), batch)
+    grid = (cdiv(dim, LBD), batch)
     if n_segs > 1:
         recurrent_fwd_kernel[grid + (n_segs - 1,)](*args, **meta, SUMMARY=True)
     recurrent_fwd_kernel[grid + (n_segs,)](*args, **meta, SUMMARY=False)
-    return out, ckpt
+    return out, ckpt, (Bt if packed else None)
 
 
 def recurrent_backward(u, delta, A, B4, C4, D, z, delta_bias, ckpt, gout, grads, delta_softplus,
-                       blocks, config):
+                       blocks, config, bc=None):
     """Launch the loop backward. ``grads`` as in :func:`chunk.chunk_backward`; BLOCK_T (the
     checkpoint spacing) and BLOCK_N from ``blocks``, channels per program and unrolled steps from
-    ``config`` (bwd_loop_block_d, bwd_unroll; None: ``choose_loop_backward``). Returns the B and C
-    gradients as (batch, groups, N, L) float32."""
+    ``config`` (bwd_loop_block_d, bwd_unroll; None: ``choose_loop_backward``); ``bc``: B and C
+    packed by the forward (None: packed here). Returns the B and C gradients as one float32 tensor
+    (2, batch, groups, N, L): B's, then C's."""
     batch, dim, L = u.shape
     groups, N = B4.shape[1], B4.shape[2]
     _, BT, BN = blocks
     gu, gdelta, gz, gA, gD, gbias = grads
     LBD, unroll, warps = choose_loop_backward(dim, groups, BN, config.bwd_loop_block_d,
                                               config.bwd_unroll)
-    n_dblocks = triton.cdiv(dim, LBD)
+    n_dblocks = cdiv(dim, LBD)
     f32 = dict(device=u.device, dtype=torch.float32)
-    BC = _pack_bc(B4, C4)
+    BC = _pack_bc(B4, C4) if bc is None else bc
     # B and C gradients: one partial sum per program (its channels), (batch, blocks, L, N), then
     # summed here over the blocks of each group: no atomics, and the result is deterministic.
-    gBp = torch.empty(batch, n_dblocks, L, N, **f32)
-    gCp = torch.empty(batch, n_dblocks, L, N, **f32)
+    # B's and C's partials share one buffer, so that one reduction sums both.
+    gBCp = torch.empty(2, batch, n_dblocks, L, N, **f32)
     scratch = torch.empty(batch * n_dblocks * (BT + 1) * BN * LBD, **f32)
     recurrent_bwd_kernel[(n_dblocks, batch)](
         u, delta, A, BC, *or_dummy(gA, D, z, delta_bias), ckpt, gout,
         gu, gdelta, *or_dummy(gA, gz), gA, *or_dummy(gA, gD, gbias),
-        gBp, gCp, scratch,
-        dim, L, N, 1, 1, groups, dim // groups, ckpt.shape[2],
+        gBCp[0], gBCp[1], scratch,
+        dim, L, N, 1, 1, groups, dim // groups, ckpt.shape[2], gA.stride(0),
         **launch_flags(D, z, delta_bias, delta_softplus), BLOCK_D=LBD, BLOCK_T=BT, BLOCK_N=BN,
         UNROLL=min(unroll, BT), EVEN_N=BN == N, num_warps=warps,
     )
     # a block never straddles two groups, so the blocks of group g are consecutive
-    gB = gBp.view(batch, groups, -1, L, N).sum(2).transpose(2, 3)
-    gC = gCp.view(batch, groups, -1, L, N).sum(2).transpose(2, 3)
-    return gB, gC
+    gBC = gBCp.view(2, batch, groups, -1, L, N)
+    gBC = gBC.squeeze(3) if gBC.shape[3] == 1 else gBC.sum(3)
+    return gBC.transpose(3, 4)

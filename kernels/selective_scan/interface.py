@@ -7,13 +7,13 @@ floating input in the backward. Inputs may be float32, float16 or bfloat16; ever
 the state are float32.
 """
 import torch
-import triton
 
 from ..._checks import ArgumentTypeError, selective_scan_inputs
 from .chunk import chunk_backward, chunk_forward
 from .common import check_capability, check_device
 from .fused_recurrent import recurrent_backward, recurrent_forward
-from .tuning import LOOP_MAX_N, KernelConfig, choose_backward, choose_blocks, choose_forward
+from .tuning import (LOOP_MAX_N, KernelConfig, choose_backward, choose_blocks, choose_forward,
+                     next_pow2)
 
 
 def _as_4d(X):
@@ -25,20 +25,26 @@ def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks, conf
              checkpoints=True):
     """Launch the forward kernel that ``config.forward`` names (or :func:`choose_forward` picks).
     ``checkpoints``: store the state at every chunk end for the backward pass; without, only the
-    last state is stored, (batch, dim, 1, N)."""
+    last state is stored, (batch, dim, 1, N). Returns ``(out, ckpt, bc)``: ``bc`` the B/C rows
+    packed by the loop forward (the loop backward reuses them), or None."""
     method = config.forward
     if method == "auto":
         method = choose_forward(u.shape[0], u.shape[1], blocks[2])
     if method == "loop":
         return recurrent_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks,
                                  config, checkpoints=checkpoints)
-    return chunk_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks,
-                         checkpoints=checkpoints, num_warps=config.fwd_warps)
+    out, ckpt = chunk_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks,
+                              checkpoints=checkpoints, num_warps=config.fwd_warps)
+    return out, ckpt, None
+
+
+#: The configuration of a call that passes none (KernelConfig is frozen, so one instance serves).
+_DEFAULT_CONFIG = KernelConfig()
 
 
 def _check_config(config):
     if config is None:
-        return KernelConfig()
+        return _DEFAULT_CONFIG
     if not isinstance(config, KernelConfig):
         raise ArgumentTypeError(f"config must be a KernelConfig or None, got {type(config).__name__}")
     return config
@@ -61,7 +67,7 @@ class SelectiveScanFn(torch.autograd.Function):
         check_device(u)
         check_capability(u)
         B4, C4 = _as_4d(B), _as_4d(C)
-        bn = max(triton.next_power_of_2(N), 2)
+        bn = max(next_pow2(N), 2)
         backward = config.backward
         if backward == "auto":
             backward = choose_backward(batch, dim, bn)
@@ -70,16 +76,18 @@ class SelectiveScanFn(torch.autograd.Function):
                 f"the loop backward holds at most {LOOP_MAX_N} states per channel, got N = {N}")
         if backward == "loop" and block_t is None:
             # the loop backward's chunk (checkpoint spacing, scratch depth) is its own choice
-            block_t = min(config.bwd_loop_t or 16, max(triton.next_power_of_2(L), 2))
+            block_t = min(config.bwd_loop_t or 16, max(next_pow2(L), 2))
         blocks = choose_blocks(dim, L, N, B4.shape[1], block_t, block_d, batch, u.dtype, z is not None)
         u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
         z = z.contiguous() if z is not None else None
         D = D.contiguous() if D is not None else None
         delta_bias = delta_bias.contiguous() if delta_bias is not None else None
         # Checkpoints only when a gradient can be asked for (an inference forward skips them)
-        out, ckpt = _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks, config,
-                             checkpoints=any(ctx.needs_input_grad))
-        ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, ckpt)
+        out, ckpt, bc = _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks,
+                                 config, checkpoints=any(ctx.needs_input_grad))
+        if backward != "loop":
+            bc = None  # only the loop backward reads packed rows
+        ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, ckpt, bc)
         ctx.shared_bc = B.dim() == 3
         ctx.delta_softplus = bool(delta_softplus)
         ctx.blocks = blocks
@@ -93,28 +101,34 @@ class SelectiveScanFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gout, *unused):
-        u, delta, A, B4, C4, D, z, delta_bias, ckpt = ctx.saved_tensors
+        u, delta, A, B4, C4, D, z, delta_bias, ckpt, bc = ctx.saved_tensors
         batch, dim, L = u.shape
         N = B4.shape[2]
         gout = gout.contiguous()
-        f32 = dict(device=u.device, dtype=torch.float32)
         gu, gdelta = torch.empty_like(u), torch.empty_like(delta)
         gz = torch.empty_like(z) if z is not None else None
-        gA = torch.empty(batch, dim, N, **f32)
-        gD = torch.empty(batch, dim, **f32) if D is not None else None
-        gbias = torch.empty(batch, dim, **f32) if delta_bias is not None else None
+        # The per-batch partial sums of the per-channel parameters' gradients share one float32
+        # buffer, a row per batch element: A's (dim, N), then D's and the bias's (dim,) each, so
+        # that one reduction over the batch sums all three (none at batch 1). The kernels step
+        # from row to row by its stride.
+        parts = torch.empty(batch, dim * (N + 2), device=u.device, dtype=torch.float32)
+        gA = parts[:, : dim * N].view(batch, dim, N)
+        gD = parts[:, dim * N : dim * (N + 1)] if D is not None else None
+        gbias = parts[:, dim * (N + 1) :] if delta_bias is not None else None
         grads = (gu, gdelta, gz, gA, gD, gbias)
         inputs = (u, delta, A, B4, C4, D, z, delta_bias, ckpt, gout, grads, ctx.delta_softplus,
                   ctx.blocks)
         if ctx.backward == "loop":
-            gB, gC = recurrent_backward(*inputs, ctx.config)
+            gBC = recurrent_backward(*inputs, ctx.config, bc=bc)
         else:
-            gB, gC = chunk_backward(*inputs, num_warps=ctx.config.bwd_warps)
-        # Reduce the per-batch partials of the per-channel parameters; cast to the input dtypes.
-        gA = gA.sum(0).to(A.dtype)
-        gD = gD.sum(0).to(D.dtype) if D is not None else None
-        gbias = gbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None
-        gB, gC = gB.to(B4.dtype), gC.to(C4.dtype)
+            gBC = chunk_backward(*inputs, num_warps=ctx.config.bwd_warps)
+        total = parts[0] if batch == 1 else parts.sum(0)
+        gA = total[: dim * N].view(dim, N).to(A.dtype)
+        gD = total[dim * N : dim * (N + 1)].to(D.dtype) if D is not None else None
+        gbias = total[dim * (N + 1) :].to(delta_bias.dtype) if delta_bias is not None else None
+        if B4.dtype == C4.dtype:
+            gBC = gBC.to(B4.dtype)  # both in one cast
+        gB, gC = gBC[0].to(B4.dtype), gBC[1].to(C4.dtype)
         if ctx.shared_bc:
             gB, gC = gB.squeeze(1), gC.squeeze(1)
         return gu, gdelta, gA, gB, gC, gD, gz, gbias, None, None, None, None, None

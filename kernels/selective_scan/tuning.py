@@ -9,9 +9,21 @@ leave the choice to the rules.
 import dataclasses
 
 import torch
-import triton
 
 _METHODS = ("auto", "loop", "chunked")
+
+
+# Host arithmetic of the launchers. Plain functions, not triton.cdiv / triton.next_power_of_2:
+# those are constexpr functions in recent Triton, and each host call of one costs microseconds,
+# which the launchers (a dozen calls per selective scan) paid on every call.
+def cdiv(a, b):
+    """⌈a / b⌉ for positive ints."""
+    return -(-a // b)
+
+
+def next_pow2(n):
+    """The smallest power of two ≥ n (1 for n ≤ 1)."""
+    return 1 << max(n - 1, 0).bit_length()
 
 
 def _power_of_two_or_none(name, value):
@@ -110,7 +122,7 @@ def choose_blocks(dim, L, N, groups=1, block_t=None, block_d=None, batch=None, d
     situation (``TUNED_TILES``, section 3 of the notes) replace the generic rule; not for 16-bit
     inputs with a gate z at N = 64, where the (8, 4) tile measured slower than the generic one
     (209 ms vs 150 ms fwd+bwd in bf16, presumably register spills)."""
-    block_n = max(triton.next_power_of_2(N), 2)
+    block_n = max(next_pow2(N), 2)
     per_group = dim // groups
     if block_t is None and block_d is None and batch is not None:
         half = dtype in (torch.float16, torch.bfloat16)
@@ -123,15 +135,15 @@ def choose_blocks(dim, L, N, groups=1, block_t=None, block_d=None, batch=None, d
             key = "half"
         if key is not None:
             block_t, block_d = TUNED_TILES[key]
-            block_t = min(block_t, max(triton.next_power_of_2(L), 2))
-            block_d = min(block_d, triton.next_power_of_2(dim))
+            block_t = min(block_t, max(next_pow2(L), 2))
+            block_d = min(block_d, next_pow2(dim))
             if groups > 1:
                 block_d = min(block_d, _pow2_dividing(per_group))
     if block_t is None:
-        block_t = min(32, max(triton.next_power_of_2(L), 2), max(TILE_BUDGET // block_n, 2))
+        block_t = min(32, max(next_pow2(L), 2), max(TILE_BUDGET // block_n, 2))
     limit = max(TILE_BUDGET // (block_t * block_n), 1)
     if block_d is None:
-        block_d = min(16, limit, triton.next_power_of_2(dim))
+        block_d = min(16, limit, next_pow2(dim))
         if groups > 1:
             block_d = min(block_d, _pow2_dividing(per_group))
     if block_t & (block_t - 1) or block_d & (block_d - 1):
@@ -179,7 +191,7 @@ def choose_loop_block(dim, groups=1, block_d=None, batch=None, block_n=None, dty
                 # section 4, B and C packed: fp32 8 channels (2.67 ms vs 2.72 at 16), 16-bit 16
                 # channels (2.51 vs 2.96 at 32 and 4.87 at 8)
                 block_d = 8 if dtype == torch.float32 else 16
-        block_d = min(block_d, max(triton.next_power_of_2(dim), 1))
+        block_d = min(block_d, max(next_pow2(dim), 1))
         if groups > 1:
             block_d = min(block_d, _pow2_dividing(per_group))
     _check_loop_block("loop_block_d", block_d, groups, per_group)
@@ -222,7 +234,7 @@ def choose_loop_backward(dim, groups, block_n, block_d=None, unroll=None):
     hold UNROLL rows of B, C and h). Measured best on the H100 (benchmarks/NOTES.md, section 4)."""
     per_group = dim // groups
     if block_d is None:
-        block_d = min(16 if block_n <= 16 else 8, max(triton.next_power_of_2(dim), 1))
+        block_d = min(16 if block_n <= 16 else 8, max(next_pow2(dim), 1))
         if groups > 1:
             block_d = min(block_d, _pow2_dividing(per_group))
     _check_loop_block("bwd_loop_block_d", block_d, groups, per_group)
@@ -235,14 +247,20 @@ def choose_loop_backward(dim, groups, block_n, block_d=None, unroll=None):
 
 def choose_segments(batch, dim, block_d, n_chunks, block_n, dtype):
     """How many segments the loop forward splits the sequence into (1: no split). Each segment
-    but the last is walked twice (once for its summary), so a split pays only where the programs
-    of batch × channel blocks leave warp schedulers idle. Measured on the H100 (benchmarks/NOTES.md,
-    section 4): with 16384 channels every split was slower (fp32 N = 16: 1.05 ms unsplit, 1.44 at
-    2 segments, 1.20 at 4); with 4096 channels, (2, 2048, 16384, 16), 8 segments of 16 channels
-    (fp32) or 8 (bf16) per program took 1.42 / 2.11 ms against 2.45 / 2.52 unsplit."""
-    if block_n <= 16 and batch * dim < 8192:
-        return max(1, min(8, n_chunks))
-    return 1
+    but the last is walked twice (once, lighter, for its summary), so a split pays only where the
+    programs of batch × channel blocks leave warp schedulers idle. Measured on the H100
+    (benchmarks/NOTES.md, section 4): with 16384 channels every split was slower (fp32 N = 16:
+    1.05 ms unsplit, 1.44 at 2 segments, 1.20 at 4; the H200 alike, section 9); with 4096
+    channels, (2, 2048, 16384, 16), 8 segments of 16 channels (fp32) or 8 (bf16) per program
+    took 1.42 / 2.11 ms against 2.45 / 2.52 unsplit. In between the count falls with the
+    channels, 32768 / (batch · dim) segments (8 at 4096 channels, 5 at 6144, 4 at 8192), and
+    no split where that is under 4: 2 segments lost most at 16384 channels (above). The old rule,
+    8 segments below 8192 channels and none from there, made a 1.35x step in time per element
+    between batch 3 and 4 at dim 2048 on the H200 (section 9)."""
+    segments = 32768 // (batch * dim)
+    if block_n > 16 or segments < 4:
+        return 1
+    return max(1, min(8, n_chunks, segments))
 
 
 def choose_unroll(block_n, dtype):
@@ -251,7 +269,8 @@ def choose_unroll(block_n, dtype):
     kernel spills and slows down several times (UNROLL = 8 and 32 at N = 16 did)."""
     if block_n <= 16:  # 16-bit: 8 (section 4: 2.56 ms vs 2.85 at U = 4 on the long bf16 shape)
         return 16 if dtype == torch.float32 else 8
-    if block_n <= 64:  # with B and C packed (section 4): fp32 U = 4 2.67 ms vs U = 2 4.57 at 8 channels
-        return 4 if dtype == torch.float32 else 2
+    if block_n <= 64:
+        # with B and C packed (section 4): fp32 U = 4 2.67 ms vs U = 2 4.57 at 8 channels; 16-bit
+        # U = 4 too (H200, section 9: 0.48 ms vs 0.64 at U = 2 at (32, 1024, 512, 64) bf16)
+        return 4
     return 1
-

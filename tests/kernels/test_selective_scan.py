@@ -453,7 +453,7 @@ def test_tuned_loop_blocks():
     assert ks.choose_loop_block(2048, batch=8, block_n=16, dtype=torch.bfloat16) == (8, 1)
     assert ks.choose_loop_block(2048, batch=8, block_n=64, dtype=torch.float32) == (8, 1)
     assert ks.choose_loop_block(2048, batch=8, block_n=64, dtype=torch.bfloat16) == (16, 1)
-    assert ks.choose_unroll(64, torch.float32) == 4 and ks.choose_unroll(64, torch.bfloat16) == 2
+    assert ks.choose_unroll(64, torch.float32) == 4 and ks.choose_unroll(64, torch.bfloat16) == 4
     assert ks.choose_loop_block(12, groups=4, batch=8, block_n=16, dtype=torch.float32) == (1, 1)
     assert ks.choose_loop_block(3, batch=1, block_n=16, dtype=torch.float32) == (4, 1)
 
@@ -643,6 +643,15 @@ def test_choose_segments_gives_a_positive_count():
     for batch, dim, n_chunks in [(8, 2048, 128), (2, 2048, 512), (1, 4, 1)]:
         s = ks.choose_segments(batch, dim, 16, n_chunks, 16, torch.float32)
         assert isinstance(s, int) and 1 <= s <= n_chunks
+
+
+def test_choose_segments_falls_with_the_channels():
+    # along batch at dim 2048 the count falls step by step, not from 8 straight to 1 (the cliff
+    # of NOTES section 9), and never splits a short sequence into more segments than chunks
+    counts = [ks.choose_segments(b, 2048, 16, 512, 16, torch.float32) for b in range(1, 9)]
+    assert counts == [8, 8, 5, 4, 1, 1, 1, 1], counts
+    assert ks.choose_segments(1, 1536, 16, 3, 16, torch.float32) == 3
+    assert ks.choose_segments(1, 1536, 16, 512, 64, torch.float32) == 1   # N > 16: never
 
 
 # ---- Every kernel pair the choosers can pick, per entry, where exp(δA) underflows or is ≈ 1 ----
