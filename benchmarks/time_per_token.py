@@ -97,13 +97,16 @@ def bench_time_per_token(contexts, device, log, batch, d_model, n_layer, vocab=1
            "context": [], "mamba_ms": [], "attention_ms": [], "kv_cache_MB": [], "mamba_state_MB": [],
            "mamba_graph_ms": [], "attention_graph_ms": [], "graph_error": None}
     tok = torch.randint(0, vocab, (batch,), device=device)
+    gen = torch.Generator(device=device).manual_seed(1)
     for T in contexts:
         with torch.no_grad():
             st = mamba.allocate_state(batch)
-            for s in st:  # a state as after T tokens: random, not zeros
-                s.ssm.normal_()
-                s.conv.normal_()
-            cache = attn.allocate_cache(batch, T + 1, device, torch.float32).normal_()
+            # a state as after T tokens: random, not zeros. Drawn from a generator of its own: a
+            # graph capture that fails below leaves the default CUDA generator unusable outside one
+            for s in st:
+                s.ssm.normal_(generator=gen)
+                s.conv.normal_(generator=gen)
+            cache = attn.allocate_cache(batch, T + 1, device, torch.float32).normal_(generator=gen)
             rm = bench_ms(lambda: mamba.step(tok, st), device)
             ra = bench_ms(lambda: attn.step(tok, cache, T), device)
             gm = ga = None

@@ -362,13 +362,21 @@ def module_input(x, name: str, module, *, ndim: int, shape_doc: str, last: int |
 
 
 def token_ids(tokens, name: str, vocab: int, *, ndim: int, shape_doc: str, device=None):
-    """int64 token ids of rank ``ndim``, non-empty, each in ``[0, vocab)``, on ``device``."""
+    """int64 token ids of rank ``ndim``, non-empty, each in ``[0, vocab)``, on ``device``.
+
+    The range is read with one device-to-host copy (both ends at once). While a CUDA graph is
+    being captured on the current stream no value can be read, so only the rank, dtype, size and
+    device are checked then: a captured decoding step (``torch.cuda.graph``) must still work."""
+    import torch
+
     tensor(tokens, name, ndim=ndim, shape_doc=shape_doc, integer=True)
     if tokens.numel() == 0:
         raise ValueError(f"{name} must not be empty (shape {shape_doc}), got shape {tuple(tokens.shape)}")
     if device is not None and tokens.device != device:
         raise ValueError(f"{name} must be on the model's device ({device}), got {tokens.device}")
-    lo, hi = int(tokens.min()), int(tokens.max())
+    if tokens.is_cuda and torch.cuda.is_current_stream_capturing():
+        return tokens
+    lo, hi = (int(v) for v in torch.stack(torch.aminmax(tokens)).tolist())
     if lo < 0 or hi >= vocab:
         raise ValueError(f"{name} must hold token ids in [0, vocab_size={vocab}), got range [{lo}, {hi}]")
     return tokens

@@ -39,3 +39,28 @@ def test_residual_lm_errors():
         lm(torch.full((1, 3), 11))
     with pytest.raises(ValueError, match="state must be a list of 1 block states"):
         lm.step(torch.zeros(2, dtype=torch.int64), [])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+def test_step_can_be_captured_in_a_cuda_graph():
+    # The token check reads no value while a graph is being captured (reading one would sync, which
+    # capture forbids); the replayed step gives the eager step's logits, and a bad token is still
+    # refused outside capture.
+    torch.manual_seed(0)
+    lm = ResidualLM(11, 8, 2, lambda d: MambaBlock(d, d_state=3, d_conv=3, backend="torch")).cuda().eval()
+    tok = torch.randint(0, 11, (2,), device="cuda")
+    with torch.no_grad():
+        state = lm.allocate_state(2, device="cuda")
+        expected, _ = lm.step(tok, state)  # step does not modify the state it is given
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            lm.step(tok, state)  # warm-up outside capture
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            logits, _ = lm.step(tok, state)
+        graph.replay()
+    torch.testing.assert_close(logits, expected)
+    with pytest.raises(ValueError, match="token_t"):
+        lm.step(torch.full((2,), 11, device="cuda"), lm.allocate_state(2, device="cuda"))
