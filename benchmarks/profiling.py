@@ -27,7 +27,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import common
 
-KERNEL_NAMES = ("recurrent_fwd_kernel", "recurrent_bwd_kernel", "chunk_fwd_kernel", "chunk_bwd_kernel")
+KERNEL_NAMES = ("recurrent_fwd_kernel", "recurrent_bwd_kernel", "recurrent_bwd_summary_kernel",
+                "chunk_fwd_kernel", "chunk_bwd_kernel")
 
 
 def compiled(fn):

@@ -21,7 +21,8 @@ import subprocess
 import tempfile
 
 #: (name, shape (batch, dim, L, N, groups), dtype name, options (D, z, delta_bias, softplus),
-#: needs a gradient). Shapes chosen so that the choosers take each of their branches: the
+#: needs a gradient[, KernelConfig fields that no rule picks yet, e.g. the segmented loop
+#: backward]). Shapes chosen so that the choosers take each of their branches: the
 #: chunked forward and backward at chapter sizes (N = 16, few channels, tuned tiles); the loop
 #: kernels with many channels (N = 16, unsegmented; 16-bit tiles); the segmented loop forward
 #: (4096 channels); N = 64 (packed B/C, n64 tiles); N = 256 (chunked only); odd N and groups
@@ -42,13 +43,18 @@ CASES = [
     ("inference", (1, 8, 64, 16, 0), "float32", (True, True, True, True), False),
     ("inference, many channels", (8, 2048, 256, 16, 0), "bfloat16", (True, True, True, True), False),
     ("options off", (1, 8, 64, 16, 0), "float32", (False, False, False, False), True),
+    ("segmented loop backward", (2, 2048, 1024, 16, 0), "float32", (True, True, True, True), True,
+     {"backward": "loop", "bwd_segments": 4}),
+    ("segmented loop backward bf16, N=64", (1, 64, 256, 64, 0), "bfloat16",
+     (True, True, True, True), True, {"backward": "loop", "bwd_segments": 4}),
 ]
 
 TARGETS = [("cuda", 75, 32), ("cuda", 80, 32), ("cuda", 90, 32)]
 
 #: The kernels, by the module of ``ssmbook.kernels.selective_scan`` whose launchers call them.
 KERNELS = {"chunk": ("chunk_fwd_kernel", "chunk_bwd_kernel"),
-           "fused_recurrent": ("recurrent_fwd_kernel", "recurrent_bwd_kernel")}
+           "fused_recurrent": ("recurrent_fwd_kernel", "recurrent_bwd_kernel",
+                               "recurrent_bwd_summary_kernel")}
 KERNEL_NAMES = tuple(name for names in KERNELS.values() for name in names)
 
 
@@ -105,12 +111,17 @@ def record_launches(cases=CASES, config=None):
     the defaults); return the distinct launches as a list of dicts (kernel, jit function, args,
     meta, cases that launch it). Two launches are the same variant when their constexprs, options
     and argument dtypes agree."""
+    import dataclasses
+
     import torch
 
-    from .selective_scan import selective_scan_triton
+    from .selective_scan import KernelConfig, selective_scan_triton
 
     variants = {}
-    for name, (batch, dim, L, N, groups), dtype, (D, z, bias, softplus), grad in cases:
+    for name, (batch, dim, L, N, groups), dtype, (D, z, bias, softplus), grad, *fields in cases:
+        case_config = config
+        if fields:
+            case_config = dataclasses.replace(config or KernelConfig(), **fields[0])
         log = []
         kw = _inputs(batch, dim, L, N, groups, D, z, bias, softplus, getattr(torch, dtype))
         if grad:
@@ -118,7 +129,7 @@ def record_launches(cases=CASES, config=None):
                 if kw[key] is not None:
                     kw[key].requires_grad_(True)
         with _recording(log):
-            out = selective_scan_triton(**kw, config=config)
+            out = selective_scan_triton(**kw, config=case_config)
             if grad:
                 out.backward(torch.ones_like(out))
         for kname, fn, args, meta in log:

@@ -23,7 +23,8 @@ from ssmbook.selective import selective_scan, selective_scan_ref
 
 GRIDS = ROOT / "benchmarks" / "grids"
 KERNEL_CONFIG_FIELDS = {"forward", "loop_block_d", "unroll", "fwd_warps", "bwd_warps", "backward",
-                        "bwd_loop_block_d", "bwd_unroll", "bwd_loop_t", "packed_bc", "cache_hints", "segments"}
+                        "bwd_loop_block_d", "bwd_unroll", "bwd_loop_t", "packed_bc", "cache_hints", "segments",
+                        "bwd_segments"}
 
 
 def is_pow2(n):

@@ -185,17 +185,21 @@ def recurrent_bwd_kernel(
     gA_ptr, gD_ptr, gbias_ptr,            # per-batch partial sums, f32: (dim, N), (dim,), (dim,) per batch
     gB_ptr, gC_ptr,                       # per-block partial sums (batch, dim blocks, L, N): f32
     scratch_ptr,                          # per program: the states of one chunk, (BLOCK_T + 1, BN, BD)
+    kseg_ptr, dseg_ptr,   # per segment: its carry from a zero λ (.., n_segs, N) and Σδ (.., n_segs)
     dim, L, N, stride_an, one, n_groups, dim_per_group, n_chunks,
     stride_gp,                            # elements from one batch's partials to the next's
+    chunks_per_seg, n_segs,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr,
-    EVEN_N: tl.constexpr,
+    EVEN_N: tl.constexpr, SEGMENTED: tl.constexpr,
 ):
     # --- Which part of the problem this program owns: as in the loop forward ------------------
     # The state tiles are (BLOCK_N, BLOCK_D), channels along the last axis: one thread holds one
     # channel's states (or a share of them), so sums over n stay inside a thread.
+    # SEGMENTED: program (d, b, s) owns the chunks of segment s only (see below).
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
+    pid_s = tl.program_id(2)
     n_dblocks = tl.num_programs(0)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, BLOCK_N)
@@ -204,6 +208,7 @@ def recurrent_bwd_kernel(
     mask_n = offs_n < N
     mnd = mask_n[:, None] & mask_d[None, :]
     group = (pid_d * BLOCK_D) // dim_per_group
+    program = (pid_b * n_dblocks + pid_d) * n_segs + pid_s   # this program's scratch
 
     # --- Per-channel parameters, and accumulators for their gradients ------------------------
     A2 = tl.load(A_ptr + offs_d[None, :] * N + offs_n[:, None] * stride_an, mask=mnd,
@@ -220,15 +225,34 @@ def recurrent_bwd_kernel(
     ckpt_row = (pid_b * dim + offs_d) * n_chunks
     # This program's scratch: slot j holds h at step (chunk start + j − 1), slot 0 the state
     # before the chunk. At most (BLOCK_T + 1)·N·BLOCK_D floats per program, so it stays in cache.
-    scratch = scratch_ptr + (pid_b * n_dblocks + pid_d) * (BLOCK_T + 1) * BLOCK_N * BLOCK_D
+    scratch = scratch_ptr + program * (BLOCK_T + 1) * BLOCK_N * BLOCK_D
     slot = offs_n[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :]   # (BN, BD) within a slot
 
-    # The adjoint state λ_t = ∂loss/∂h_t and a_{t+1}, carried from step to step, right to left
+    # The adjoint state λ_t = ∂loss/∂h_t and a_{t+1}, carried from step to step, right to left:
+    # each step forms λ_t = a_{t+1} λ_{t+1} + C_t ∂y_t, so the product a_next · lam is what enters
+    # a chunk from the one to its right (zero past the last step).
     lam = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     a_next = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    # SEGMENTED (more programs than batch × channel blocks): the adjoint recurrence is linear, so
+    # what enters segment s from its right is composed from the segments after it. A first launch
+    # (recurrent_bwd_summary_kernel) walked each segment j from a zero λ and kept what it hands
+    # on to its left, κ_j, and Σδ over it; segment j maps an incoming carry κ to
+    # exp(A Σδ_j) κ + κ_j (the product of its decays). Composing those maps from the last
+    # segment down to s + 1 gives this segment's incoming carry; a_next = 1 then passes it on.
+    if SEGMENTED:
+        seg_row = (pid_b * dim + offs_d) * n_segs
+        for jj in range(0, n_segs - 1 - pid_s):
+            j = n_segs - 1 - jj
+            d_j = tl.load(dseg_ptr + seg_row + j, mask=mask_d, other=0.0)
+            k_j = tl.load(kseg_ptr + (seg_row[None, :] + j) * N + offs_n[:, None], mask=mnd,
+                          other=0.0)
+            lam = tl.exp2(d_j[None, :] * A2) * lam + k_j
+        a_next = tl.full((BLOCK_N, BLOCK_D), 1.0, dtype=tl.float32)
 
-    for cc in range(0, n_chunks):
-        c = n_chunks - 1 - cc
+    c_lo = pid_s * chunks_per_seg
+    c_hi = tl.minimum(c_lo + chunks_per_seg, n_chunks)
+    for cc in range(0, c_hi - c_lo):
+        c = c_hi - 1 - cc
         # --- Recompute the chunk's states from the checkpoint before it, into the scratch ---------
         has_prev = (offs_n * 0 + c) > 0
         h = tl.load(ckpt_ptr + (ckpt_row[None, :] + tl.maximum(c - 1, 0)) * N + offs_n[:, None],
@@ -324,12 +348,76 @@ def recurrent_bwd_kernel(
             tl.store(gC_ptr + bc_offs, gC_blk, mask=m_bc)
         tl.debug_barrier()  # the next chunk overwrites the scratch
 
-    part = pid_b * stride_gp + offs_d
-    tl.store(gA_ptr + pid_b * stride_gp + offs_d[None, :] * N + offs_n[:, None], gA_acc, mask=mnd)
+    row_gp = (pid_b * n_segs + pid_s) * stride_gp   # one row of partials per batch and segment
+    part = row_gp + offs_d
+    tl.store(gA_ptr + row_gp + offs_d[None, :] * N + offs_n[:, None], gA_acc, mask=mnd)
     if HAS_D:
         tl.store(gD_ptr + part, gD_acc, mask=mask_d)
     if HAS_BIAS:
         tl.store(gbias_ptr + part, gbias_acc, mask=mask_d)
+
+
+@triton.jit(do_not_specialize=["stride_an", "one"])
+def recurrent_bwd_summary_kernel(
+    delta_ptr, A_ptr, BC_ptr, z_ptr, bias_ptr, gout_ptr,     # inputs
+    kseg_ptr, dseg_ptr,   # outputs per segment: carry from a zero λ (.., n_segs, N), Σδ (.., n_segs)
+    dim, L, N, stride_an, one, n_groups, dim_per_group, n_chunks, chunks_per_seg, n_segs,
+    HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr,
+    EVEN_N: tl.constexpr,
+):
+    # The summaries of the segmented loop backward: program (d, b, j) walks segment j + 1 (every
+    # segment but the first, whose carry goes nowhere) from its last step to its first with a zero
+    # λ, by λ_t = a_{t+1} λ_{t+1} + C_t ∂y_t, and stores a_{t0} λ_{t0} (what it hands to the segment
+    # on its left) and Σδ over it. No states are needed: λ does not depend on h.
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    seg = tl.program_id(2) + 1
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, UNROLL)
+    mask_d = offs_d < dim
+    mask_n = offs_n < N
+    mnd = mask_n[:, None] & mask_d[None, :]
+    group = (pid_d * BLOCK_D) // dim_per_group
+    A2 = tl.load(A_ptr + offs_d[None, :] * N + offs_n[:, None] * stride_an, mask=mnd,
+                 other=0.0).to(tl.float32) * LOG2E
+    bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    row = (pid_b * dim + offs_d) * L
+    bc = (pid_b * n_groups + group) * L * N * 2
+    pair = offs_n[:, None] * 2 + tl.arange(0, 2)[None, :]
+    lam = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    a_next = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    dt_total = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    c_lo = seg * chunks_per_seg
+    c_hi = tl.minimum(c_lo + chunks_per_seg, n_chunks)
+    for cc in range(0, c_hi - c_lo):
+        c = c_hi - 1 - cc
+        for sb in range(0, BLOCK_T, UNROLL):
+            s0 = BLOCK_T - UNROLL - sb
+            tk = c * BLOCK_T + s0 + offs_k
+            mk = (tk < L)[:, None] & mask_d[None, :]
+            offs = row[None, :] + tk[:, None] * one
+            _, dt_blk = load_delta(delta_ptr, offs, mk, bias[None, :], HAS_BIAS, SOFTPLUS, "")
+            gy_blk = tl.load(gout_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+            if HAS_Z:
+                z_blk = tl.load(z_ptr + offs, mask=mk, other=0.0).to(tl.float32)
+                gy_blk = gy_blk * z_blk * sigmoid(z_blk)
+            dt_total += tl.sum(dt_blk, axis=0)
+            for kk in tl.static_range(UNROLL):
+                k = UNROLL - 1 - kk
+                pick = offs_k[:, None] == k
+                dt = tl.sum(tl.where(pick, dt_blk, 0.0), axis=0)
+                gy = tl.sum(tl.where(pick, gy_blk, 0.0), axis=0)
+                t = c * BLOCK_T + s0 + k
+                _, Ct = _load_bc_step(BC_ptr + bc, t, L, N, pair, offs_n, mask_n, EVEN_N)
+                lam = a_next * lam + Ct[:, None] * gy[None, :]
+                a_next = tl.exp2(dt[None, :] * A2)
+    seg_row = (pid_b * dim + offs_d) * n_segs
+    tl.store(kseg_ptr + (seg_row[None, :] + seg) * N + offs_n[:, None], a_next * lam, mask=mnd)
+    tl.store(dseg_ptr + seg_row + seg, dt_total, mask=mask_d)
 
 
 # --- launchers ---
@@ -403,12 +491,21 @@ def recurrent_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blo
     return out, ckpt, (Bt if packed else None)
 
 
+def backward_segments(n_chunks, config):
+    """(segments, chunks per segment) of the loop backward: ``config.bwd_segments`` (None: 1, the
+    sequence unsplit) made to leave no segment empty. Segmenting splits the sequence over more
+    programs, each walking its own chunks once the carries entering them are known."""
+    per_seg = cdiv(n_chunks, config.bwd_segments or 1)
+    return cdiv(n_chunks, per_seg), per_seg
+
+
 def recurrent_backward(u, delta, A, B4, C4, D, z, delta_bias, ckpt, gout, grads, delta_softplus,
                        blocks, config, bc=None):
     """Launch the loop backward. ``grads`` as in :func:`chunk.chunk_backward`; BLOCK_T (the
     checkpoint spacing) and BLOCK_N from ``blocks``, channels per program and unrolled steps from
-    ``config`` (bwd_loop_block_d, bwd_unroll; None: ``choose_loop_backward``); ``bc``: B and C
-    packed by the forward (None: packed here). Returns the B and C gradients as one float32 tensor
+    ``config`` (bwd_loop_block_d, bwd_unroll; None: ``choose_loop_backward``; bwd_segments, see
+    :func:`backward_segments`: gA, gD, gbias then hold batch × segments rows of partials);
+    ``bc``: B and C packed by the forward (None: packed here). Returns the B and C gradients as one float32 tensor
     (2, batch, groups, N, L): B's, then C's."""
     batch, dim, L = u.shape
     groups, N = B4.shape[1], B4.shape[2]
@@ -417,20 +514,36 @@ def recurrent_backward(u, delta, A, B4, C4, D, z, delta_bias, ckpt, gout, grads,
     LBD, unroll, warps = choose_loop_backward(dim, groups, BN, config.bwd_loop_block_d,
                                               config.bwd_unroll)
     n_dblocks = cdiv(dim, LBD)
+    n_chunks = ckpt.shape[2]
     f32 = dict(device=u.device, dtype=torch.float32)
+    n_segs, per_seg = backward_segments(n_chunks, config)
+    if gA.shape[0] != batch * n_segs:  # the caller sizes the partials with backward_segments
+        raise ValueError(f"grads must hold {batch * n_segs} rows of per-channel partials "
+                         f"(batch × segments), got {gA.shape[0]}")
     BC = _pack_bc(B4, C4) if bc is None else bc
     # B and C gradients: one partial sum per program (its channels), (batch, blocks, L, N), then
     # summed here over the blocks of each group: no atomics, and the result is deterministic.
     # B's and C's partials share one buffer, so that one reduction sums both.
     gBCp = torch.empty(2, batch, n_dblocks, L, N, **f32)
-    scratch = torch.empty(batch * n_dblocks * (BT + 1) * BN * LBD, **f32)
-    recurrent_bwd_kernel[(n_dblocks, batch)](
+    scratch = torch.empty(batch * n_dblocks * n_segs * (BT + 1) * BN * LBD, **f32)
+    kseg = dseg = scratch  # never read unless segmented
+    flags = launch_flags(D, z, delta_bias, delta_softplus)
+    tiles = dict(BLOCK_D=LBD, BLOCK_T=BT, BLOCK_N=BN, UNROLL=min(unroll, BT), EVEN_N=BN == N,
+                 num_warps=warps)
+    if n_segs > 1:
+        kseg = torch.empty(batch, dim, n_segs, N, **f32)
+        dseg = torch.empty(batch, dim, n_segs, **f32)
+        recurrent_bwd_summary_kernel[(n_dblocks, batch, n_segs - 1)](
+            delta, A, BC, *or_dummy(gout, z, delta_bias), gout, kseg, dseg,
+            dim, L, N, 1, 1, groups, dim // groups, n_chunks, per_seg, n_segs,
+            HAS_Z=flags["HAS_Z"], HAS_BIAS=flags["HAS_BIAS"], SOFTPLUS=flags["SOFTPLUS"], **tiles,
+        )
+    recurrent_bwd_kernel[(n_dblocks, batch, n_segs)](
         u, delta, A, BC, *or_dummy(gA, D, z, delta_bias), ckpt, gout,
         gu, gdelta, *or_dummy(gA, gz), gA, *or_dummy(gA, gD, gbias),
-        gBCp[0], gBCp[1], scratch,
-        dim, L, N, 1, 1, groups, dim // groups, ckpt.shape[2], gA.stride(0),
-        **launch_flags(D, z, delta_bias, delta_softplus), BLOCK_D=LBD, BLOCK_T=BT, BLOCK_N=BN,
-        UNROLL=min(unroll, BT), EVEN_N=BN == N, num_warps=warps,
+        gBCp[0], gBCp[1], scratch, kseg, dseg,
+        dim, L, N, 1, 1, groups, dim // groups, n_chunks, gA.stride(0), per_seg, n_segs,
+        **flags, SEGMENTED=n_segs > 1, **tiles,
     )
     # a block never straddles two groups, so the blocks of group g are consecutive
     gBC = gBCp.view(2, batch, groups, -1, L, N)

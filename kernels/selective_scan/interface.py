@@ -11,7 +11,7 @@ import torch
 from ..._checks import ArgumentTypeError, selective_scan_inputs
 from .chunk import chunk_backward, chunk_forward
 from .common import check_capability, check_device
-from .fused_recurrent import recurrent_backward, recurrent_forward
+from .fused_recurrent import backward_segments, recurrent_backward, recurrent_forward
 from .tuning import (LOOP_MAX_N, KernelConfig, choose_backward, choose_blocks, choose_forward,
                      next_pow2)
 
@@ -107,12 +107,15 @@ class SelectiveScanFn(torch.autograd.Function):
         gout = gout.contiguous()
         gu, gdelta = torch.empty_like(u), torch.empty_like(delta)
         gz = torch.empty_like(z) if z is not None else None
-        # The per-batch partial sums of the per-channel parameters' gradients share one float32
-        # buffer, a row per batch element: A's (dim, N), then D's and the bias's (dim,) each, so
-        # that one reduction over the batch sums all three (none at batch 1). The kernels step
-        # from row to row by its stride.
-        parts = torch.empty(batch, dim * (N + 2), device=u.device, dtype=torch.float32)
-        gA = parts[:, : dim * N].view(batch, dim, N)
+        # The partial sums of the per-channel parameters' gradients share one float32 buffer, a
+        # row per batch element (and per segment of a segmented loop backward): A's (dim, N),
+        # then D's and the bias's (dim,) each, so that one reduction sums all three (none for a
+        # single row). The kernels step from row to row by its stride.
+        rows = batch
+        if ctx.backward == "loop":
+            rows *= backward_segments(ckpt.shape[2], ctx.config)[0]
+        parts = torch.empty(rows, dim * (N + 2), device=u.device, dtype=torch.float32)
+        gA = parts[:, : dim * N].view(rows, dim, N)
         gD = parts[:, dim * N : dim * (N + 1)] if D is not None else None
         gbias = parts[:, dim * (N + 1) :] if delta_bias is not None else None
         grads = (gu, gdelta, gz, gA, gD, gbias)
@@ -122,7 +125,7 @@ class SelectiveScanFn(torch.autograd.Function):
             gBC = recurrent_backward(*inputs, ctx.config, bc=bc)
         else:
             gBC = chunk_backward(*inputs, num_warps=ctx.config.bwd_warps)
-        total = parts[0] if batch == 1 else parts.sum(0)
+        total = parts[0] if rows == 1 else parts.sum(0)
         gA = total[: dim * N].view(dim, N).to(A.dtype)
         gD = total[dim * N : dim * (N + 1)].to(D.dtype) if D is not None else None
         gbias = total[dim * (N + 1) :].to(delta_bias.dtype) if delta_bias is not None else None

@@ -52,7 +52,9 @@ class KernelConfig:
       tensors (False); None: packed above 16 states, and for 16-bit inputs below 8192 channels. The
       loop backward always packs. ``cache_hints``: eviction hints on the loop forward's loads (None:
       float32 inputs with N <= 16, from Ampere on). ``segments``: split the sequence of the loop
-      forward into this many segments walked by separate programs (None: :func:`choose_segments`).
+      forward into this many segments walked by separate programs (None: :func:`choose_segments`);
+      ``bwd_segments`` likewise for the loop backward (None: 1, unsplit; not yet measured on a GPU,
+      so no rule picks it: benchmarks/NOTES.md, section 9).
 
     Every field is checked here: a ValueError names the field and what it takes.
     """
@@ -69,6 +71,7 @@ class KernelConfig:
     packed_bc: bool | None = None
     cache_hints: bool | None = None
     segments: int | None = None
+    bwd_segments: int | None = None
 
     def __post_init__(self):
         for name in ("forward", "backward"):
@@ -82,9 +85,10 @@ class KernelConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise ValueError(f"{name} must be True, False or None, got {value!r}")
-        s = self.segments
-        if s is not None and (isinstance(s, bool) or not isinstance(s, int) or s < 1):
-            raise ValueError(f"segments must be a positive int (or None), got {s!r}")
+        for name in ("segments", "bwd_segments"):
+            s = getattr(self, name)
+            if s is not None and (isinstance(s, bool) or not isinstance(s, int) or s < 1):
+                raise ValueError(f"{name} must be a positive int (or None), got {s!r}")
 
 
 # --- tiles of the chunked kernels ---

@@ -227,7 +227,7 @@ def test_kernel_config_defaults_and_derived_configs():
     assert dataclasses.asdict(cfg) == dict(
         forward="auto", loop_block_d=None, unroll=None, fwd_warps=None, bwd_warps=2,
         backward="auto", bwd_loop_block_d=None, bwd_unroll=None, bwd_loop_t=None, packed_bc=None,
-        cache_hints=None, segments=None)
+        cache_hints=None, segments=None, bwd_segments=None)
     loop = dataclasses.replace(cfg, forward="loop", unroll=4)
     assert (loop.forward, loop.unroll, cfg.forward, cfg.unroll) == ("loop", 4, "auto", None)
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -239,7 +239,8 @@ def test_kernel_config_defaults_and_derived_configs():
 @pytest.mark.parametrize("field, value", [
     ("forward", "fast"), ("backward", None), ("loop_block_d", 0), ("unroll", 2.0), ("fwd_warps", 3),
     ("bwd_warps", True), ("bwd_loop_block_d", -2), ("bwd_unroll", "4"), ("bwd_loop_t", 12),
-    ("packed_bc", 1), ("cache_hints", "yes"), ("segments", 0), ("segments", 2.5)])
+    ("packed_bc", 1), ("cache_hints", "yes"), ("segments", 0), ("segments", 2.5),
+    ("bwd_segments", 0), ("bwd_segments", False)])
 def test_kernel_config_rejects_each_bad_field_by_name(field, value):
     with pytest.raises(ValueError, match=rf"^{field} must be .*, got {value!r}"):
         KernelConfig(**{field: value})
@@ -507,6 +508,43 @@ def test_loop_backward_after_either_forward(forward):
     config = _loop_backward(forward=forward)
     run_and_compare(1, 6, 70, 16, 0, OPTIONS[0], config=config)
     run_and_compare(2, 4, 45, 33, 2, OPTIONS[3], config=config)
+
+
+@pytest.mark.parametrize("regime", ["moderate", "underflow", "unit"])
+@pytest.mark.parametrize("segments", [2, 3, 50])
+@pytest.mark.parametrize("shape", [(2, 4, 37, 5, 2, 4), (1, 3, 33, 16, 0, 8), (1, 2, 9, 3, 0, 4)],
+                         ids=str)
+def test_segmented_loop_backward_matches_oracle(shape, segments, regime):
+    # The loop backward split into segments (50: more than there are chunks, so one per chunk):
+    # every gradient, per entry, against the float64 oracle, with every option on, where the decays
+    # underflow and where they are about 1 (the carries composed across segments matter most).
+    *dims, block_t = shape
+    config = _loop_backward(bwd_segments=segments)
+    run_and_compare(*dims, OPTIONS[0], block_t=block_t, regime=regime, config=config)
+
+
+@pytest.mark.parametrize("options", OPTIONS[1:], ids=lambda o: "".join("DzbS"[i] if v else "-"
+                                                                     for i, v in enumerate(o)))
+def test_segmented_loop_backward_options(options):
+    # the remaining combinations of D, z, bias and softplus, after the chunked forward too
+    run_and_compare(2, 6, 45, 7, 3, options, block_t=8,
+                    config=_loop_backward(bwd_segments=4, forward="chunked"))
+
+
+def test_segmented_loop_backward_agrees_with_unsplit():
+    # same inputs, 1 and 5 segments: the gradients agree to float32 rounding, entry by entry
+    kw = random_inputs(2, 8, 77, 6, groups=2, D=True, z=True, delta_bias=True, delta_softplus=True,
+                       device=DEVICE, seed=random.randrange(2**31))
+    names = [n for n in GRAD_NAMES if kw[n] is not None]
+    g = torch.randn(2, 8, 77, device=DEVICE)
+    results = []
+    for segments in (1, 5):
+        leaves = {n: kw[n].detach().clone().requires_grad_(True) for n in names}
+        out = kernels.selective_scan_triton(**{**kw, **leaves}, block_t=8,
+                                            config=_loop_backward(bwd_segments=segments))
+        results.append(torch.autograd.grad(out, list(leaves.values()), g))
+    for n, a, b in zip(names, *results):
+        assert_close_per_entry(a, b, *TOL[torch.float32], f"gradient of {n}")
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)

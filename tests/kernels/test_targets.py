@@ -77,12 +77,15 @@ def test_every_variant_compiles_for_every_target(compiled):
 
 def test_the_recorded_launches_cover_every_branch_of_the_choosers(compiled):
     # All four kernels, the loop forward with and without packed B/C, cache hints and segments
-    # (its summary launch too), inference without checkpoints, N not a power of two, 16-bit.
+    # (its summary launch too), inference without checkpoints, N not a power of two, 16-bit; the
+    # loop backward with and without segments (and their summary kernel).
     _, rows = compiled
     rows = [r for r in rows if r["target"] == "sm_80"]
     kernels = {r["kernel"] for r in rows}
     assert kernels == {"chunk_fwd_kernel", "recurrent_fwd_kernel", "chunk_bwd_kernel",
-                       "recurrent_bwd_kernel"}
+                       "recurrent_bwd_kernel", "recurrent_bwd_summary_kernel"}
+    loop_bwd = [r["meta"] for r in rows if r["kernel"] == "recurrent_bwd_kernel"]
+    assert {m["SEGMENTED"] for m in loop_bwd} == {True, False}
     loop_fwd = [r["meta"] for r in rows if r["kernel"] == "recurrent_fwd_kernel"]
     for flag in ("PACKED", "SEGMENTED", "SUMMARY", "CHECKPOINTS", "EVEN_N"):
         assert {m[flag] for m in loop_fwd} == {True, False}, flag
