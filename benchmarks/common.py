@@ -148,6 +148,21 @@ def bench_ms(fn, device, warmup_ms=25, rep_ms=100):
     return statistics.median(times)
 
 
+def cuda_graphed(fn):
+    """Capture ``fn`` (a call on static inputs) in a CUDA graph, after three warm-up calls on a
+    side stream as capture requires; return the graph's replay (a callable)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
 def copy_bandwidth(device):
     """Device-to-device copy of a large buffer: GB/s counting bytes read plus bytes written."""
     n = (1 << 30) if str(device).startswith("cuda") else (1 << 22)

@@ -94,7 +94,6 @@ def breakdown(shape, dtype, config, pass_, with_z, reps=20):
     replayed, L2 also cleared: no host in the way), ``host_ms`` (host time per call, calls issued
     back to back without waiting for the GPU) and ``kernels``: device ms per call of each kernel
     name (torch.profiler over ``reps`` calls)."""
-    import triton
     from torch.profiler import ProfilerActivity, profile
 
     from ssmbook.kernels.selective_scan import selective_scan_triton
@@ -122,16 +121,7 @@ def breakdown(shape, dtype, config, pass_, with_z, reps=20):
     result["host_ms"] = (time.perf_counter() - t0) * 1e3 / reps
     torch.cuda.synchronize()
     try:
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(2):
-                fn()
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            fn()
-        result["graph_ms"] = float(triton.testing.do_bench(graph.replay, return_mode="median"))
+        result["graph_ms"] = common.bench_ms(common.cuda_graphed(fn), "cuda")
     except Exception as ex:  # capture can fail (e.g. autograd with graph-unsafe ops)
         result["graph_ms"] = None
         result["graph_error"] = f"{type(ex).__name__}: {ex}"[:200]

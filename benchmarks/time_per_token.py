@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import bench_ms
+from common import bench_ms, cuda_graphed
 
 
 class TinyAttentionLM(nn.Module):
@@ -56,20 +56,6 @@ class TinyAttentionLM(nn.Module):
             x = x + self.proj[i](a.transpose(1, 2).reshape(x.shape))
             x = x + self.mlp[i](self.norm2[i](x))
         return self.lm_head(self.norm_f(x))[:, 0]
-
-
-def cuda_graphed(fn):
-    """Capture fn (one decoding step, static inputs) in a CUDA graph; return its replay."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph.replay
 
 
 def bench_time_per_token(contexts, device, log, batch, d_model, n_layer, vocab=1024, n_head=4):

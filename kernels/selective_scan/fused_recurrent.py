@@ -163,7 +163,24 @@ def recurrent_fwd_kernel(
                  mask=mnd & (offs_n * 0 + pid_s == n_segs - 1)[:, None])
 
 
-# --- backward kernel ---
+# --- backward kernels ---
+
+
+@triton.jit
+def _loop_block(A_ptr, stride_an, pid_d, dim, N, dim_per_group, BLOCK_D: tl.constexpr,
+                BLOCK_N: tl.constexpr):
+    """The block of a loop-backward program: its channels and states (indices and masks, the state
+    tile (BLOCK_N, BLOCK_D) with the channels along the last axis), its group of B/C, and its A
+    pre-scaled by log2(e), as in the loop forward."""
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_d = offs_d < dim
+    mask_n = offs_n < N
+    mnd = mask_n[:, None] & mask_d[None, :]
+    group = (pid_d * BLOCK_D) // dim_per_group
+    A2 = tl.load(A_ptr + offs_d[None, :] * N + offs_n[:, None] * stride_an, mask=mnd,
+                 other=0.0).to(tl.float32) * LOG2E                    # (BN, BD), A log2(e)
+    return offs_d, offs_n, mask_d, mask_n, mnd, group, A2
 
 
 @triton.jit
@@ -201,18 +218,12 @@ def recurrent_bwd_kernel(
     pid_b = tl.program_id(1).to(tl.int64)
     pid_s = tl.program_id(2)
     n_dblocks = tl.num_programs(0)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, UNROLL)
-    mask_d = offs_d < dim
-    mask_n = offs_n < N
-    mnd = mask_n[:, None] & mask_d[None, :]
-    group = (pid_d * BLOCK_D) // dim_per_group
     program = (pid_b * n_dblocks + pid_d) * n_segs + pid_s   # this program's scratch
 
     # --- Per-channel parameters, and accumulators for their gradients ------------------------
-    A2 = tl.load(A_ptr + offs_d[None, :] * N + offs_n[:, None] * stride_an, mask=mnd,
-                 other=0.0).to(tl.float32) * LOG2E                    # (BN, BD), A log2(e)
+    offs_d, offs_n, mask_d, mask_n, mnd, group, A2 = _loop_block(
+        A_ptr, stride_an, pid_d, dim, N, dim_per_group, BLOCK_D, BLOCK_N)
     bias, Dskip = channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS, HAS_D, BLOCK_D)
     gA_acc = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     gD_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
@@ -373,18 +384,10 @@ def recurrent_bwd_summary_kernel(
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     seg = tl.program_id(2) + 1
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, UNROLL)
-    mask_d = offs_d < dim
-    mask_n = offs_n < N
-    mnd = mask_n[:, None] & mask_d[None, :]
-    group = (pid_d * BLOCK_D) // dim_per_group
-    A2 = tl.load(A_ptr + offs_d[None, :] * N + offs_n[:, None] * stride_an, mask=mnd,
-                 other=0.0).to(tl.float32) * LOG2E
-    bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    offs_d, offs_n, mask_d, mask_n, mnd, group, A2 = _loop_block(
+        A_ptr, stride_an, pid_d, dim, N, dim_per_group, BLOCK_D, BLOCK_N)
+    bias, no_skip = channel_params(bias_ptr, bias_ptr, offs_d, mask_d, HAS_BIAS, False, BLOCK_D)
     row = (pid_b * dim + offs_d) * L
     bc = (pid_b * n_groups + group) * L * N * 2
     pair = offs_n[:, None] * 2 + tl.arange(0, 2)[None, :]

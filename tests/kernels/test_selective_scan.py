@@ -531,20 +531,26 @@ def test_segmented_loop_backward_options(options):
                     config=_loop_backward(bwd_segments=4, forward="chunked"))
 
 
-def test_segmented_loop_backward_agrees_with_unsplit():
-    # same inputs, 1 and 5 segments: the gradients agree to float32 rounding, entry by entry
-    kw = random_inputs(2, 8, 77, 6, groups=2, D=True, z=True, delta_bias=True, delta_softplus=True,
+def _backwards_agree(L, block_t, configs):
+    """Same inputs (batch 2, dim 8, N 6, two groups, every option on) through each KernelConfig of
+    ``configs``: every gradient agrees with the first config's to float32 rounding, entry by entry."""
+    kw = random_inputs(2, 8, L, 6, groups=2, D=True, z=True, delta_bias=True, delta_softplus=True,
                        device=DEVICE, seed=random.randrange(2**31))
     names = [n for n in GRAD_NAMES if kw[n] is not None]
-    g = torch.randn(2, 8, 77, device=DEVICE)
+    g = torch.randn(2, 8, L, device=DEVICE)
     results = []
-    for segments in (1, 5):
+    for config in configs:
         leaves = {n: kw[n].detach().clone().requires_grad_(True) for n in names}
-        out = kernels.selective_scan_triton(**{**kw, **leaves}, block_t=8,
-                                            config=_loop_backward(bwd_segments=segments))
+        out = kernels.selective_scan_triton(**{**kw, **leaves}, block_t=block_t, config=config)
         results.append(torch.autograd.grad(out, list(leaves.values()), g))
-    for n, a, b in zip(names, *results):
-        assert_close_per_entry(a, b, *TOL[torch.float32], f"gradient of {n}")
+    for other in results[1:]:
+        for n, a, b in zip(names, results[0], other):
+            assert_close_per_entry(a, b, *TOL[torch.float32], f"gradient of {n}")
+
+
+def test_segmented_loop_backward_agrees_with_unsplit():
+    # same inputs, 1 and 5 segments: the gradients agree to float32 rounding, entry by entry
+    _backwards_agree(77, 8, [_loop_backward(bwd_segments=s) for s in (1, 5)])
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
@@ -555,18 +561,7 @@ def test_loop_backward_half_precision(dtype):
 
 def test_loop_and_chunked_backward_agree():
     # Same inputs, both backward kernels: the gradients agree to float32 rounding.
-    kw = random_inputs(2, 8, 50, 6, groups=2, D=True, z=True, delta_bias=True, delta_softplus=True,
-                       device=DEVICE, seed=random.randrange(2**31))
-    names = [n for n in GRAD_NAMES if kw[n] is not None]
-    g = torch.randn(2, 8, 50, device=DEVICE)
-    results = []
-    for backward in ("loop", "chunked"):
-        leaves = {n: kw[n].detach().clone().requires_grad_(True) for n in names}
-        out = kernels.selective_scan_triton(**{**kw, **leaves}, block_t=16,
-                                            config=KernelConfig(backward=backward))
-        results.append(torch.autograd.grad(out, list(leaves.values()), g))
-    for n, a, b in zip(names, *results):
-        assert_close_per_entry(a, b, *TOL[torch.float32], f"gradient of {n}")
+    _backwards_agree(50, 16, [KernelConfig(backward=b) for b in ("loop", "chunked")])
 
 
 def test_loop_backward_configuration_errors():
