@@ -34,14 +34,14 @@ from .common import (channel_params, check_capability, check_device, combine, gp
 from .fused_recurrent import recurrent_bwd_kernel, recurrent_fwd_kernel
 from .interface import SelectiveScanFn, selective_scan_triton
 from .tuning import (LOOP_MAX_N, TILE_BUDGET, KernelConfig, choose_backward, choose_blocks,
-                     choose_forward, choose_loop_backward, choose_loop_block, choose_segments,
-                     choose_unroll)
+                     choose_bwd_segments, choose_forward, choose_loop_backward, choose_loop_block,
+                     choose_segments, choose_unroll)
 
 __all__ = [
     "combine", "softplus", "sigmoid", "load_delta", "channel_params",
     "interpreting", "gpu_of", "triton_dtypes", "check_device", "check_capability",
     "chunk_fwd_kernel", "chunk_bwd_kernel", "recurrent_fwd_kernel", "recurrent_bwd_kernel",
     "KernelConfig", "choose_blocks", "choose_loop_block", "choose_forward", "choose_backward",
-    "choose_loop_backward", "choose_segments", "choose_unroll", "LOOP_MAX_N", "TILE_BUDGET",
+    "choose_bwd_segments", "choose_loop_backward", "choose_segments", "choose_unroll", "LOOP_MAX_N", "TILE_BUDGET",
     "SelectiveScanFn", "selective_scan_triton",
 ]

@@ -496,7 +496,8 @@ def recurrent_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blo
 
 def backward_segments(n_chunks, config):
     """(segments, chunks per segment) of the loop backward: ``config.bwd_segments`` (None: 1, the
-    sequence unsplit) made to leave no segment empty. Segmenting splits the sequence over more
+    sequence unsplit; ``SelectiveScanFn.forward`` puts the count of ``choose_bwd_segments`` there)
+    made to leave no segment empty. Segmenting splits the sequence over more
     programs, each walking its own chunks once the carries entering them are known."""
     per_seg = cdiv(n_chunks, config.bwd_segments or 1)
     return cdiv(n_chunks, per_seg), per_seg

@@ -6,14 +6,16 @@ forward and backward kernels and their tiles (the rules of ``tuning``, overridde
 floating input in the backward. Inputs may be float32, float16 or bfloat16; every computation and
 the state are float32.
 """
+import dataclasses
+
 import torch
 
 from ..._checks import ArgumentTypeError, selective_scan_inputs
 from .chunk import chunk_backward, chunk_forward
 from .common import check_capability, check_device
 from .fused_recurrent import backward_segments, recurrent_backward, recurrent_forward
-from .tuning import (LOOP_MAX_N, KernelConfig, choose_backward, choose_blocks, choose_forward,
-                     next_pow2)
+from .tuning import (LOOP_BWD_T, LOOP_MAX_N, KernelConfig, cdiv, choose_backward, choose_blocks,
+                     choose_bwd_segments, choose_forward, choose_loop_backward, next_pow2)
 
 
 def _as_4d(X):
@@ -70,21 +72,28 @@ class SelectiveScanFn(torch.autograd.Function):
         bn = max(next_pow2(N), 2)
         backward = config.backward
         if backward == "auto":
-            backward = choose_backward(batch, dim, bn)
+            backward = choose_backward(batch, dim, bn, L)
         if backward == "loop" and bn > LOOP_MAX_N:
             raise ValueError(
                 f"the loop backward holds at most {LOOP_MAX_N} states per channel, got N = {N}")
         if backward == "loop" and block_t is None:
             # the loop backward's chunk (checkpoint spacing, scratch depth) is its own choice
-            block_t = min(config.bwd_loop_t or 16, max(next_pow2(L), 2))
+            block_t = min(config.bwd_loop_t or LOOP_BWD_T, max(next_pow2(L), 2))
         blocks = choose_blocks(dim, L, N, B4.shape[1], block_t, block_d, batch, u.dtype, z is not None)
+        needs_grad = any(ctx.needs_input_grad)
+        if backward == "loop" and needs_grad and config.bwd_segments is None:
+            # segments of the loop backward: the rule's count, kept in the config it will read
+            bwd_block_d = choose_loop_backward(dim, B4.shape[1], bn, config.bwd_loop_block_d)[0]
+            segments = choose_bwd_segments(batch, dim, bwd_block_d, cdiv(L, blocks[1]))
+            if segments > 1:
+                config = dataclasses.replace(config, bwd_segments=segments)
         u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
         z = z.contiguous() if z is not None else None
         D = D.contiguous() if D is not None else None
         delta_bias = delta_bias.contiguous() if delta_bias is not None else None
         # Checkpoints only when a gradient can be asked for (an inference forward skips them)
         out, ckpt, bc = _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks,
-                                 config, checkpoints=any(ctx.needs_input_grad))
+                                 config, checkpoints=needs_grad)
         if backward != "loop":
             bc = None  # only the loop backward reads packed rows
         ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, ckpt, bc)

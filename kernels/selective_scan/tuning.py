@@ -53,8 +53,7 @@ class KernelConfig:
       loop backward always packs. ``cache_hints``: eviction hints on the loop forward's loads (None:
       float32 inputs with N <= 16, from Ampere on). ``segments``: split the sequence of the loop
       forward into this many segments walked by separate programs (None: :func:`choose_segments`);
-      ``bwd_segments`` likewise for the loop backward (None: 1, unsplit; not yet measured on a GPU,
-      so no rule picks it: benchmarks/NOTES.md, section 9).
+      ``bwd_segments`` likewise for the loop backward (None: :func:`choose_bwd_segments`).
 
     Every field is checked here: a ValueError names the field and what it takes.
     """
@@ -218,17 +217,59 @@ def choose_forward(batch, dim, block_n):
     return "chunked"
 
 
-def choose_backward(batch, dim, block_n):
+def choose_backward(batch, dim, block_n, L=None):
     """Which backward kernel. The loop kernel (step by step, like the loop forward) up to
-    LOOP_MAX_N states, but at N <= 16 only from 8192 channels: measured on the H100
-    (benchmarks/NOTES.md, section 4),
-    fwd+bwd at (8, 2048, 4096, 16) 7.2 ms (loop) vs 13.3 (chunked), at (8, 2048, 4096, 64)
-    31.8 vs 58.2, but with 4096 channels, (2, 2048, 16384, 16), 19.5 vs 15.3: too few warps."""
+    LOOP_MAX_N states; at N <= 16 below 8192 channels only where it is split into segments
+    (:func:`choose_bwd_segments`, which needs ``L``; without it, none). Measured on the H100
+    (benchmarks/NOTES.md, section 4), fwd+bwd at (8, 2048, 4096, 16) 7.2 ms (loop) vs 13.3
+    (chunked), at (8, 2048, 4096, 64) 31.8 vs 58.2, but with 4096 channels, (2, 2048, 16384, 16),
+    unsplit 19.5 vs 15.3: too few warps. Split, the loop wins there (H200, section 10: 7.7 ms at
+    16 segments vs 14.5 chunked; (3, 2560, 1000, 16) bf16 1.0 vs 5.2); unsplit at short L it does
+    not ((1, 1536, 256, 16) fp32 0.66 vs 0.60)."""
     if block_n > LOOP_MAX_N:
         return "chunked"
     if block_n > 16 or batch * dim >= 8192:
         return "loop"
+    if L is not None:
+        block_d = choose_loop_backward(dim, 1, block_n)[0]
+        if choose_bwd_segments(batch, dim, block_d, cdiv(L, LOOP_BWD_T)) > 1:
+            return "loop"
     return "chunked"
+
+
+#: Chunk length of the loop backward (its checkpoint spacing) unless KernelConfig.bwd_loop_t says.
+LOOP_BWD_T = 16
+
+#: Programs (one warp each) a segmented loop kernel aims at: about 8 per warp scheduler of an
+#: H200 (132 SMs x 4 schedulers), as many as its 255-register programs can keep resident.
+SEGMENT_TARGET_PROGRAMS = 4096
+
+#: The most segments a rule picks, and the fewest chunks a segment gets.
+MAX_SEGMENTS = 32
+MIN_SEGMENT_CHUNKS = 16
+
+
+def _segments_for(programs, n_chunks):
+    """Segments that bring ``programs`` one-warp programs up to about SEGMENT_TARGET_PROGRAMS, but
+    only where that takes 8 or more (with fewer, the extra summary walk ate the gain: H200,
+    section 10, 1024 programs 6.8 ms unsplit vs 7.2 at 4 segments and 7.6 at 2), at most
+    MAX_SEGMENTS and no segment under MIN_SEGMENT_CHUNKS chunks (at L = 256, 16 chunks, 2 and 4
+    segments measured 2x slower than none). 1: no split."""
+    s = SEGMENT_TARGET_PROGRAMS // max(programs, 1)
+    if s < 8:
+        return 1
+    return max(1, min(s, MAX_SEGMENTS, n_chunks // MIN_SEGMENT_CHUNKS))
+
+
+def choose_bwd_segments(batch, dim, block_d, n_chunks):
+    """Segments of the loop backward (1: unsplit) for ``n_chunks`` chunks and programs of
+    ``block_d`` channels: :func:`_segments_for` the batch x channel-block programs. Measured on the
+    H200 (benchmarks/NOTES.md, section 10), fwd+bwd: (1, 5120, 16384, 16) bf16, 320 programs,
+    18.9 ms unsplit, 11.3 at 8, 10.3 at 16 segments; (2, 2048, 16384, 16) fp32, 256 programs, 17.6,
+    8.1, 7.7; (1, 768, 16384, 64) fp32, 96 programs, 46.1 (chunked), 17.6 at 8, 15.7 at 32;
+    (2, 4096, 6000, 16) fp32, 512 programs, 7.4 unsplit, 5.5 at 8; but 1024 programs,
+    (8, 2048, 4096, 16) fp32, 6.8 unsplit against 7.2 at 4 and 7.6 at 2."""
+    return _segments_for(batch * cdiv(dim, block_d), n_chunks)
 
 
 def choose_loop_backward(dim, groups, block_n, block_d=None, unroll=None):
@@ -260,9 +301,14 @@ def choose_segments(batch, dim, block_d, n_chunks, block_n, dtype):
     channels, 32768 / (batch · dim) segments (8 at 4096 channels, 5 at 6144, 4 at 8192), and
     no split where that is under 4: 2 segments lost most at 16384 channels (above). The old rule,
     8 segments below 8192 channels and none from there, made a 1.35x step in time per element
-    between batch 3 and 4 at dim 2048 on the H200 (section 9)."""
+    between batch 3 and 4 at dim 2048 on the H200 (section 9). Above 16 states, as in the loop
+    backward (:func:`choose_bwd_segments`): H200, section 10, (1, 768, 16384, 64) fp32, 96 programs,
+    7.34 ms unsplit, 1.82 at 8 segments, 0.91 at 32; (2, 1536, 8192, 64) bf16, 192 programs, 3.87,
+    1.66, 1.41 at 16; but (4, 3072, 3000, 64) bf16, 768 programs, 1.64 unsplit, 2.20 at 2."""
+    if block_n > 16:  # N = 64: the rule of the loop backward (section 10)
+        return _segments_for(batch * cdiv(dim, block_d), n_chunks)
     segments = 32768 // (batch * dim)
-    if block_n > 16 or segments < 4:
+    if segments < 4:
         return 1
     return max(1, min(8, n_chunks, segments))
 

@@ -586,6 +586,11 @@ def test_choose_backward_and_loop_backward_blocks():
     assert ks.choose_backward(2, 2048, 64) == "loop"
     assert ks.choose_backward(1, 8, 16) == "chunked"      # too few channels to fill the GPU
     assert ks.choose_backward(8, 2048, 256) == "chunked"  # 256 states do not fit in one thread
+    # below 8192 channels at N = 16: the loop where it is split into segments, i.e. L long enough
+    assert ks.choose_backward(2, 2048, 16, L=16384) == "loop"
+    assert ks.choose_backward(2, 2048, 16, L=512) == "loop"        # 32 chunks: 2 segments
+    assert ks.choose_backward(2, 2048, 16, L=384) == "chunked"     # 24 chunks: unsplit
+    assert ks.choose_backward(1, 1536, 16, L=256) == "chunked"
     assert ks.choose_loop_backward(2048, 1, 16) == (16, 4, 1)
     assert ks.choose_loop_backward(2048, 1, 64) == (8, 1, 1)
     assert ks.choose_loop_backward(12, 4, 16) == (1, 4, 1)  # 3 channels per group: one per program
@@ -684,7 +689,41 @@ def test_choose_segments_falls_with_the_channels():
     counts = [ks.choose_segments(b, 2048, 16, 512, 16, torch.float32) for b in range(1, 9)]
     assert counts == [8, 8, 5, 4, 1, 1, 1, 1], counts
     assert ks.choose_segments(1, 1536, 16, 3, 16, torch.float32) == 3
-    assert ks.choose_segments(1, 1536, 16, 512, 64, torch.float32) == 1   # N > 16: never
+    # N = 64: the loop backward's rule, up to about 4096 programs and only 8 segments or more
+    assert ks.choose_segments(1, 768, 8, 1024, 64, torch.float32) == 32      # 96 programs
+    assert ks.choose_segments(2, 1536, 16, 512, 64, torch.bfloat16) == 21   # 192
+    assert ks.choose_segments(4, 3072, 16, 188, 64, torch.bfloat16) == 1    # 768: no split
+    assert ks.choose_segments(1, 768, 8, 40, 64, torch.float32) == 2        # 16 chunks a segment
+
+
+def test_choose_bwd_segments():
+    # along batch at dim 2048, N = 16 (programs of 16 channels), L = 2048 (128 chunks of 16): the
+    # count falls with the programs, capped by 16 chunks a segment, then no split from 5 on
+    counts = [ks.choose_bwd_segments(b, 2048, 16, 128) for b in range(1, 7)]
+    assert counts == [8, 8, 8, 8, 1, 1], counts
+    assert ks.choose_bwd_segments(2, 2048, 16, 1024) == 16      # 256 programs, L = 16384
+    assert ks.choose_bwd_segments(1, 768, 8, 1024) == 32        # 96 programs: at most 32
+    assert ks.choose_bwd_segments(1, 1536, 16, 16) == 1         # L = 256: segments too short
+    assert ks.choose_bwd_segments(8, 2048, 16, 256) == 1        # 1024 programs: no split
+    for batch, dim, block_d, n_chunks in [(1, 4, 4, 1), (1, 1, 1, 31), (3, 5120, 8, 7)]:
+        s = ks.choose_bwd_segments(batch, dim, block_d, n_chunks)
+        assert isinstance(s, int) and 1 <= s <= max(n_chunks, 1)
+
+
+def test_default_backward_is_segmented_where_the_rule_says(monkeypatch):
+    # With no config, a short-channel long sequence takes the loop backward in segments (the
+    # rule's count reaches the launch through the config) and every gradient matches the oracle.
+    seen = []
+    real = ks.interface.recurrent_backward
+
+    def spy(*args, **kw):
+        seen.append(args[13].bwd_segments)   # the config argument
+        return real(*args, **kw)
+
+    monkeypatch.setattr(ks.interface, "recurrent_backward", spy)
+    # 1 x 4 channels, N = 5 (programs of 4 channels), 600 steps: 38 chunks of 16, so 2 segments
+    run_and_compare(1, 4, 600, 5, 0, OPTIONS[0])
+    assert seen == [2]
 
 
 # ---- Every kernel pair the choosers can pick, per entry, where exp(δA) underflows or is ≈ 1 ----
