@@ -42,6 +42,7 @@ __all__ = [
     "interpreting", "gpu_of", "triton_dtypes", "check_device", "check_capability",
     "chunk_fwd_kernel", "chunk_bwd_kernel", "recurrent_fwd_kernel", "recurrent_bwd_kernel",
     "KernelConfig", "choose_blocks", "choose_loop_block", "choose_forward", "choose_backward",
-    "choose_bwd_segments", "choose_loop_backward", "choose_segments", "choose_unroll", "LOOP_MAX_N", "TILE_BUDGET",
+    "choose_bwd_segments", "choose_loop_backward", "choose_segments", "choose_unroll",
+    "LOOP_MAX_N", "TILE_BUDGET",
     "SelectiveScanFn", "selective_scan_triton",
 ]

@@ -474,7 +474,7 @@ def recurrent_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blo
     unroll = config.unroll or choose_unroll(BN, u.dtype)
     # Segments: split the sequence over more programs when batch × channel blocks are too few
     # to keep every warp scheduler busy (two launches: summaries, then the walk; see kernel).
-    n_segs = config.segments or choose_segments(batch, dim, LBD, n_chunks, BN, u.dtype)
+    n_segs = config.segments or choose_segments(batch, dim, LBD, n_chunks, BN, u.dtype, BT)
     per_seg = cdiv(n_chunks, max(int(n_segs), 1))
     n_segs = cdiv(n_chunks, per_seg)                 # no empty segment
     hseg = dseg = out  # never read unless segmented

@@ -23,15 +23,12 @@ def _as_4d(X):
     return (X.unsqueeze(1) if X.dim() == 3 else X).contiguous()
 
 
-def _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks, config,
+def _forward(method, u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks, config,
              checkpoints=True):
-    """Launch the forward kernel that ``config.forward`` names (or :func:`choose_forward` picks).
-    ``checkpoints``: store the state at every chunk end for the backward pass; without, only the
-    last state is stored, (batch, dim, 1, N). Returns ``(out, ckpt, bc)``: ``bc`` the B/C rows
-    packed by the loop forward (the loop backward reuses them), or None."""
-    method = config.forward
-    if method == "auto":
-        method = choose_forward(u.shape[0], u.shape[1], blocks[2])
+    """Launch the forward kernel ``method`` ("loop" or "chunked"). ``checkpoints``: store the
+    state at every chunk end for the backward pass; without, only the last state is stored,
+    (batch, dim, 1, N). Returns ``(out, ckpt, bc)``: ``bc`` the B/C rows packed by the loop
+    forward (the loop backward reuses them), or None."""
     if method == "loop":
         return recurrent_forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks,
                                  config, checkpoints=checkpoints)
@@ -70,19 +67,26 @@ class SelectiveScanFn(torch.autograd.Function):
         check_capability(u)
         B4, C4 = _as_4d(B), _as_4d(C)
         bn = max(next_pow2(N), 2)
-        backward = config.backward
+        needs_grad = any(ctx.needs_input_grad)
+        forward, backward = config.forward, config.backward
+        if forward == "auto":
+            forward = choose_forward(batch, dim, bn)
         if backward == "auto":
             backward = choose_backward(batch, dim, bn, L)
         if backward == "loop" and bn > LOOP_MAX_N:
             raise ValueError(
                 f"the loop backward holds at most {LOOP_MAX_N} states per channel, got N = {N}")
-        if backward == "loop" and block_t is None:
-            # the loop backward's chunk (checkpoint spacing, scratch depth) is its own choice
+        # The chunk length (checkpoint spacing) follows the loop backward when a gradient can be
+        # asked for, else the loop forward: both were measured at LOOP_BWD_T steps (an inference
+        # forward need not take the chunked backward's longer chunk).
+        loop_chunks = backward == "loop" if needs_grad else forward == "loop"
+        if loop_chunks and block_t is None:
             block_t = min(config.bwd_loop_t or LOOP_BWD_T, max(next_pow2(L), 2))
         blocks = choose_blocks(dim, L, N, B4.shape[1], block_t, block_d, batch, u.dtype, z is not None)
-        needs_grad = any(ctx.needs_input_grad)
         if backward == "loop" and needs_grad and config.bwd_segments is None:
-            # segments of the loop backward: the rule's count, kept in the config it will read
+            # Segments of the loop backward: the rule's count for the tiles this call uses (its
+            # groups, chunk and block, which choose_backward, deciding the kernel from the shape
+            # alone, takes at their defaults), kept in the config the backward reads.
             bwd_block_d = choose_loop_backward(dim, B4.shape[1], bn, config.bwd_loop_block_d)[0]
             segments = choose_bwd_segments(batch, dim, bwd_block_d, cdiv(L, blocks[1]))
             if segments > 1:
@@ -92,8 +96,8 @@ class SelectiveScanFn(torch.autograd.Function):
         D = D.contiguous() if D is not None else None
         delta_bias = delta_bias.contiguous() if delta_bias is not None else None
         # Checkpoints only when a gradient can be asked for (an inference forward skips them)
-        out, ckpt, bc = _forward(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, blocks,
-                                 config, checkpoints=needs_grad)
+        out, ckpt, bc = _forward(forward, u, delta, A, B4, C4, D, z, delta_bias, delta_softplus,
+                                 blocks, config, checkpoints=needs_grad)
         if backward != "loop":
             bc = None  # only the loop backward reads packed rows
         ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, ckpt, bc)

@@ -40,7 +40,7 @@ class KernelConfig:
 
     * ``forward``: "loop" (each channel walks time, ``recurrent_fwd_kernel``), "chunked" (the
       associative scan, ``chunk_fwd_kernel``) or "auto" (:func:`choose_forward`: the loop where
-      there are enough channels and N <= LOOP_MAX_N). ``backward`` likewise (:func:`choose_backward`).
+      N <= LOOP_MAX_N). ``backward`` likewise (:func:`choose_backward`).
     * ``loop_block_d``: channels per program of the loop forward (:func:`choose_loop_block`);
       ``unroll``: its time steps per unrolled iteration (:func:`choose_unroll`).
     * ``fwd_warps`` / ``bwd_warps``: num_warps of the chunked forward and backward (None: Triton's
@@ -202,19 +202,17 @@ def choose_loop_block(dim, groups=1, block_d=None, batch=None, block_n=None, dty
 
 
 def choose_forward(batch, dim, block_n):
-    """Which forward kernel: the loop kernel has batch·dim / 32 warps of parallelism (one thread
-    per channel), so it needs about one warp per scheduler of the GPU (H100: 132 SMs × 4) to
-    beat the chunked kernel; its N states per thread cap it at LOOP_MAX_N. Measured on the H100
-    (benchmarks/NOTES.md, section 2): at N = 16, 16384 channels 1.52 ms (loop) vs 3.37 ms
-    (chunked), 4096 channels 5.99 ms (loop); at N = 64 the chunked kernel is 7x slower than the
-    loop even then. Section 3: with 2 channels per program (``choose_loop_block``) the loop kernel
-    takes 2.43 ms at 4096 channels, (2, 2048, 16384, 16), against 5.30 ms for the chunked one, so
-    the loop is used from 4096 channels on."""
+    """Which forward kernel: the loop kernel (one thread per channel walks time) wherever a
+    channel's N states fit in a thread (N <= LOOP_MAX_N), the chunked scan above. ``batch`` and
+    ``dim`` no longer decide: with few channels the loop is split into segments
+    (:func:`choose_segments`) rather than replaced. Measured on the H100 (benchmarks/NOTES.md,
+    section 2): at N = 16, 16384 channels 1.52 ms (loop) vs 3.37 ms (chunked); at N = 64 the
+    chunked kernel is 7x slower. On the H200 (section 10) below 4096 channels, where the chunked
+    kernel used to run: (1, 2048, 2048, 16) fp32 0.38 ms chunked vs 0.14 loop in 16 segments,
+    (1, 2048, 8192, 16) fp32 1.54 vs 0.39, (1, 1536, 4096, 16) bf16 0.74 vs 0.22 (32 segments)."""
     if block_n > LOOP_MAX_N:
         return "chunked"
-    if block_n > 16 or batch * dim >= 4096:
-        return "loop"
-    return "chunked"
+    return "loop"
 
 
 def choose_backward(batch, dim, block_n, L=None):
@@ -244,19 +242,25 @@ LOOP_BWD_T = 16
 #: H200 (132 SMs x 4 schedulers), as many as its 255-register programs can keep resident.
 SEGMENT_TARGET_PROGRAMS = 4096
 
-#: The most segments a rule picks, and the fewest chunks a segment gets.
+#: The most segments a rule picks, the fewest it splits into (fewer do not pay for the extra
+#: summary walk), and the fewest chunks of the loop backward (16 steps each) a segment gets.
 MAX_SEGMENTS = 32
+MIN_SEGMENTS = 8
 MIN_SEGMENT_CHUNKS = 16
+
+#: The fewest time steps a segment of the loop forward at N <= 16 gets (H200, section 10: at
+#: (1, 2048, 2048, 16) fp32 segments of 64 steps, 0.15 ms, about as fast as of 128, 0.14).
+MIN_FWD_SEGMENT_STEPS = 64
 
 
 def _segments_for(programs, n_chunks):
     """Segments that bring ``programs`` one-warp programs up to about SEGMENT_TARGET_PROGRAMS, but
-    only where that takes 8 or more (with fewer, the extra summary walk ate the gain: H200,
+    only where that takes MIN_SEGMENTS or more (with fewer, the extra summary walk ate the gain: H200,
     section 10, 1024 programs 6.8 ms unsplit vs 7.2 at 4 segments and 7.6 at 2), at most
     MAX_SEGMENTS and no segment under MIN_SEGMENT_CHUNKS chunks (at L = 256, 16 chunks, 2 and 4
     segments measured 2x slower than none). 1: no split."""
     s = SEGMENT_TARGET_PROGRAMS // max(programs, 1)
-    if s < 8:
+    if s < MIN_SEGMENTS:
         return 1
     return max(1, min(s, MAX_SEGMENTS, n_chunks // MIN_SEGMENT_CHUNKS))
 
@@ -290,27 +294,31 @@ def choose_loop_backward(dim, groups, block_n, block_d=None, unroll=None):
     return block_d, unroll, min(max(block_d // 32, 1), 8)
 
 
-def choose_segments(batch, dim, block_d, n_chunks, block_n, dtype):
-    """How many segments the loop forward splits the sequence into (1: no split). Each segment
-    but the last is walked twice (once, lighter, for its summary), so a split pays only where the
-    programs of batch × channel blocks leave warp schedulers idle. Measured on the H100
-    (benchmarks/NOTES.md, section 4): with 16384 channels every split was slower (fp32 N = 16:
-    1.05 ms unsplit, 1.44 at 2 segments, 1.20 at 4; the H200 alike, section 9); with 4096
-    channels, (2, 2048, 16384, 16), 8 segments of 16 channels (fp32) or 8 (bf16) per program
-    took 1.42 / 2.11 ms against 2.45 / 2.52 unsplit. In between the count falls with the
-    channels, 32768 / (batch · dim) segments (8 at 4096 channels, 5 at 6144, 4 at 8192), and
-    no split where that is under 4: 2 segments lost most at 16384 channels (above). The old rule,
-    8 segments below 8192 channels and none from there, made a 1.35x step in time per element
-    between batch 3 and 4 at dim 2048 on the H200 (section 9). Above 16 states, as in the loop
-    backward (:func:`choose_bwd_segments`): H200, section 10, (1, 768, 16384, 64) fp32, 96 programs,
-    7.34 ms unsplit, 1.82 at 8 segments, 0.91 at 32; (2, 1536, 8192, 64) bf16, 192 programs, 3.87,
-    1.66, 1.41 at 16; but (4, 3072, 3000, 64) bf16, 768 programs, 1.64 unsplit, 2.20 at 2."""
+def choose_segments(batch, dim, block_d, n_chunks, block_n, dtype, block_t=LOOP_BWD_T):
+    """How many segments the loop forward splits the sequence of ``n_chunks`` chunks of
+    ``block_t`` steps into (1: no split). Each segment but the last is walked twice (once,
+    lighter, for its summary), so a split pays only where the programs of batch × channel blocks
+    leave warp schedulers idle. Measured on the H100 (benchmarks/NOTES.md, section 4): with 16384
+    channels every split was slower (fp32 N = 16: 1.05 ms unsplit, 1.44 at 2 segments, 1.20 at
+    4; the H200 alike, section 9); with 4096 channels, (2, 2048, 16384, 16), 8 segments of 16
+    channels (fp32) or 8 (bf16) per program took 1.42 / 2.11 ms against 2.45 / 2.52 unsplit. The
+    count falls with the channels, 32768 / (batch · dim) segments (8 at 4096 channels, 5 at 6144,
+    4 at 8192, 16 at 2048), none where that is under 4 (2 segments lost most at 16384 channels),
+    at most MAX_SEGMENTS and no segment under MIN_FWD_SEGMENT_STEPS steps. Below 4096 channels
+    (H200, section 10): (1, 2048, 8192, 16) fp32 0.64 ms at 8 segments, 0.39 at 16; (1, 1536,
+    4096, 16) fp32 0.32 at 8, 0.16 at 32. The old rule, 8 segments below 8192 channels and none
+    from there, made a 1.35x step in time per element between batch 3 and 4 at dim 2048 on the
+    H200 (section 9). Above 16 states, as in the loop backward (:func:`choose_bwd_segments`):
+    H200, section 10, (1, 768, 16384, 64) fp32, 96 programs, 7.34 ms unsplit, 1.82 at 8 segments,
+    0.91 at 32; (2, 1536, 8192, 64) bf16, 192 programs, 3.87, 1.66, 1.41 at 16; but (4, 3072,
+    3000, 64) bf16, 768 programs, 1.64 unsplit, 2.20 at 2."""
     if block_n > 16:  # N = 64: the rule of the loop backward (section 10)
         return _segments_for(batch * cdiv(dim, block_d), n_chunks)
     segments = 32768 // (batch * dim)
     if segments < 4:
         return 1
-    return max(1, min(8, n_chunks, segments))
+    longest = n_chunks * block_t // MIN_FWD_SEGMENT_STEPS
+    return max(1, min(MAX_SEGMENTS, segments, longest, n_chunks))
 
 
 def choose_unroll(block_n, dtype):

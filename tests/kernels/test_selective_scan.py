@@ -268,9 +268,10 @@ def test_kernel_config_picks_the_launch(forward, kernel):
         assert log[0][3]["UNROLL"] == 2 and log[0][3]["SEGMENTED"] is False
         log = []
         with targets._recording(log):
-            kernels.selective_scan_triton(**kw, config=KernelConfig(forward="loop"))
-        # the rules: 16 steps per iteration (float32, N <= 16) and 2 segments of the 2 chunks,
-        # so a summary launch comes first
+            kernels.selective_scan_triton(**random_inputs(1, 4, 128, 4, seed=0),
+                                          config=KernelConfig(forward="loop"))
+        # the rules: 16 steps per iteration (float32, N <= 16) and 2 segments of 64 steps (the
+        # shortest the rule makes), so a summary launch comes first
         assert [meta["SUMMARY"] for *_, meta in log] == [True, False]
         assert all(meta["UNROLL"] == 16 and meta["SEGMENTED"] for *_, meta in log)
 
@@ -367,7 +368,8 @@ def test_loop_configuration_errors():
 def test_choose_forward_and_loop_block():
     assert ks.choose_forward(8, 2048, 16) == "loop"       # enough channels for one warp per scheduler
     assert ks.choose_forward(2, 2048, 16) == "loop"       # 4096 channels: loop, in segments (NOTES 3-4)
-    assert ks.choose_forward(2, 1024, 16) == "chunked"    # fewer: the chunked kernel parallelises time
+    assert ks.choose_forward(2, 1024, 16) == "loop"       # fewer: still the loop, in more segments
+    assert ks.choose_forward(1, 4, 16) == "loop"
     assert ks.choose_forward(1, 4, 64) == "loop"          # N = 64: the chunked kernel is far slower
     assert ks.choose_forward(8, 2048, 256) == "chunked"   # 256 states do not fit in one thread
     assert ks.choose_loop_block(2048) == (32, 1)
@@ -687,8 +689,15 @@ def test_choose_segments_falls_with_the_channels():
     # along batch at dim 2048 the count falls step by step, not from 8 straight to 1 (the cliff
     # of NOTES section 9), and never splits a short sequence into more segments than chunks
     counts = [ks.choose_segments(b, 2048, 16, 512, 16, torch.float32) for b in range(1, 9)]
-    assert counts == [8, 8, 5, 4, 1, 1, 1, 1], counts
-    assert ks.choose_segments(1, 1536, 16, 3, 16, torch.float32) == 3
+    assert counts == [16, 8, 5, 4, 1, 1, 1, 1], counts
+    # fewer channels, more segments, up to 32; but none shorter than 64 steps
+    assert ks.choose_segments(1, 1536, 16, 256, 16, torch.float32) == 21
+    assert ks.choose_segments(1, 768, 16, 256, 16, torch.bfloat16) == 32
+    assert ks.choose_segments(1, 1536, 16, 16, 16, torch.float32) == 4      # L = 256
+    assert ks.choose_segments(1, 1536, 16, 8, 16, torch.float32, 32) == 4   # 32-step chunks
+    assert ks.choose_segments(1, 1536, 16, 3, 16, torch.float32) == 1       # L = 48: one segment
+    assert ks.choose_segments(1, 1536, 16, 12, 16, torch.float32) == 3
+    assert ks.choose_segments(1, 16, 16, 2, 16, torch.float32, 128) == 2    # never above n_chunks
     # N = 64: the loop backward's rule, up to about 4096 programs and only 8 segments or more
     assert ks.choose_segments(1, 768, 8, 1024, 64, torch.float32) == 32      # 96 programs
     assert ks.choose_segments(2, 1536, 16, 512, 64, torch.bfloat16) == 21   # 192
