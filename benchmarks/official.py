@@ -110,7 +110,7 @@ def load_selective_scan_fn(so_path, src):
     ``mamba_ssm.ops.triton.layer_norm`` (stubbed: only the fused Mamba block uses it), einops and
     the extension module ``selective_scan_cuda``.
     """
-    import torch
+    import torch  # noqa: F401  (the extension links libtorch: torch must be loaded first)
 
     src = pathlib.Path(src)
     spec = importlib.util.spec_from_file_location("selective_scan_cuda", str(so_path))

@@ -113,5 +113,5 @@ def bench_time_per_token(contexts, device, log, batch, d_model, n_layer, vocab=1
         out["mamba_state_MB"].append(sum(s.ssm.numel() * 4 + s.conv.numel() * 4 for s in st) / 1e6)
         log(f"time per token, context {T}: mamba {rm:.3f} ms, attention {ra:.3f} ms"
             f" (CUDA graph: {gm} / {ga})")
-        del cache
+        cache = None  # frees the KV cache before the next, longer one
     return out

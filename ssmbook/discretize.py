@@ -33,8 +33,6 @@ Diagonal torch versions (used by chapter 4, S4/S4D, and chapter 5, Mamba)
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import scipy.linalg
 

@@ -91,7 +91,7 @@ class ContinuousSSM:
         if self.M == 1 and x.shape == (L,):
             return x.reshape(L, 1)
         if x.shape != (L, self.M):
-            expect = f"(L,) or (L, 1)" if self.M == 1 else f"(L, M) = {(L, self.M)}"
+            expect = "(L,) or (L, 1)" if self.M == 1 else f"(L, M) = {(L, self.M)}"
             raise ValueError(f"x must have shape {expect} with L = len(t), got shape {x.shape}")
         return x
 

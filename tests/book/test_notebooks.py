@@ -1,13 +1,12 @@
 """The committed chapters: stored without outputs, with the shared setup cell and the chapter shape."""
 import json
 import re
-import pathlib
 import sys
 
 import nbformat
 import pytest
 
-from book_layout import ROOT, chapter_notebooks, source_of, toc_files
+from book_layout import ROOT, source_of, toc_files
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from sync_setup_cells import TAG, setup_cell_source  # noqa: E402
