@@ -70,7 +70,7 @@ class SelectiveScanFn(torch.autograd.Function):
         needs_grad = any(ctx.needs_input_grad)
         forward, backward = config.forward, config.backward
         if forward == "auto":
-            forward = choose_forward(batch, dim, bn)
+            forward = choose_forward(batch, dim, bn, L, inference=not needs_grad)
         if backward == "auto":
             backward = choose_backward(batch, dim, bn, L)
         if backward == "loop" and bn > LOOP_MAX_N:

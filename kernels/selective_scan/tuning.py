@@ -201,18 +201,27 @@ def choose_loop_block(dim, groups=1, block_d=None, batch=None, block_n=None, dty
     return block_d, min(max(block_d // 32, 1), 8)
 
 
-def choose_forward(batch, dim, block_n):
-    """Which forward kernel: the loop kernel (one thread per channel walks time) wherever a
-    channel's N states fit in a thread (N <= LOOP_MAX_N), the chunked scan above. ``batch`` and
-    ``dim`` no longer decide: with few channels the loop is split into segments
-    (:func:`choose_segments`) rather than replaced. Measured on the H100 (benchmarks/NOTES.md,
-    section 2): at N = 16, 16384 channels 1.52 ms (loop) vs 3.37 ms (chunked); at N = 64 the
-    chunked kernel is 7x slower. On the H200 (section 10) below 4096 channels, where the chunked
-    kernel used to run: (1, 2048, 2048, 16) fp32 0.38 ms chunked vs 0.14 loop in 16 segments,
-    (1, 2048, 8192, 16) fp32 1.54 vs 0.39, (1, 1536, 4096, 16) bf16 0.74 vs 0.22 (32 segments)."""
+def choose_forward(batch, dim, block_n, L=None, inference=False):
+    """Which forward kernel: the loop kernel (one thread per channel walks time) where a channel's
+    N states fit in a thread (N <= LOOP_MAX_N) and there are enough channels, the chunked scan
+    otherwise. The loop has batch·dim / 32 warps of parallelism, so with few channels it needs
+    segments (:func:`choose_segments`). Measured on the H100 (benchmarks/NOTES.md, section 2): at
+    N = 16, 16384 channels 1.52 ms (loop) vs 3.37 ms (chunked); at N = 64 the chunked kernel is 7x
+    slower even with few channels. Section 3: at 4096 channels, (2, 2048, 16384, 16), 2.43 ms (loop)
+    vs 5.30 (chunked), so the loop from 4096 channels on. Below that, at N <= 16, the loop only for
+    an ``inference`` forward (no checkpoints) of ``L`` >= 8 · MIN_FWD_SEGMENT_STEPS steps, where it
+    splits into MIN_SEGMENTS segments or more. H200, sections 10-11: (1, 2048, 8192, 16) fp32
+    inference 1.54 ms chunked vs 0.39 loop in 16 segments, (1, 1536, 4096, 16) bf16 0.74 vs 0.22;
+    but at L = 256, (1, 1536, 256, 16) bf16, chunked 0.04 ms vs 0.10 unsplit loop, and with a
+    gradient (checkpoints, then the backward) the chunked forward won at (1, 2048, 2048, 16) fp32,
+    1.08 ms fwd+bwd vs 1.39."""
     if block_n > LOOP_MAX_N:
         return "chunked"
-    return "loop"
+    if block_n > 16 or batch * dim >= 4096:
+        return "loop"
+    if inference and L is not None and L >= MIN_SEGMENTS * MIN_FWD_SEGMENT_STEPS:
+        return "loop"
+    return "chunked"
 
 
 def choose_backward(batch, dim, block_n, L=None):

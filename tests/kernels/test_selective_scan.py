@@ -276,6 +276,26 @@ def test_kernel_config_picks_the_launch(forward, kernel):
         assert all(meta["UNROLL"] == 16 and meta["SEGMENTED"] for *_, meta in log)
 
 
+def test_default_forward_follows_the_gradient_below_4096_channels():
+    # Recorded launches: with few channels, an inference call of 8 segments' length or more takes
+    # the loop forward in segments (summary launch first), and a call whose inputs need a gradient
+    # the chunked forward (then the backward of the rules).
+    from ssmbook.kernels import targets
+
+    for grad, kernel in [(False, "recurrent_fwd_kernel"), (True, "chunk_fwd_kernel")]:
+        kw = random_inputs(1, 4, 512, 4, seed=0)
+        for key in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"):
+            kw[key] = kw[key].detach().requires_grad_(grad)
+        log = []
+        with targets._recording(log):
+            kernels.selective_scan_triton(**kw)
+        names = [name for name, *_ in log]
+        assert names[-1] == kernel, names
+        if not grad:
+            assert [meta["SUMMARY"] for *_, meta in log] == [True, False]
+            assert log[0][3]["CHECKPOINTS"] is False
+
+
 # ---- GPU only: realistic sizes -------------------------------------------------------------
 
 
@@ -368,8 +388,12 @@ def test_loop_configuration_errors():
 def test_choose_forward_and_loop_block():
     assert ks.choose_forward(8, 2048, 16) == "loop"       # enough channels for one warp per scheduler
     assert ks.choose_forward(2, 2048, 16) == "loop"       # 4096 channels: loop, in segments (NOTES 3-4)
-    assert ks.choose_forward(2, 1024, 16) == "loop"       # fewer: still the loop, in more segments
-    assert ks.choose_forward(1, 4, 16) == "loop"
+    assert ks.choose_forward(2, 1024, 16) == "chunked"    # fewer: the chunked kernel parallelises time
+    # ... but an inference forward long enough for 8 segments of 64 steps takes the loop, split
+    assert ks.choose_forward(2, 1024, 16, 512, inference=True) == "loop"
+    assert ks.choose_forward(2, 1024, 16, 511, inference=True) == "chunked"
+    assert ks.choose_forward(2, 1024, 16, 4096) == "chunked"  # with a gradient to come: chunked
+    assert ks.choose_forward(1, 4, 16, 100000, inference=True) == "loop"
     assert ks.choose_forward(1, 4, 64) == "loop"          # N = 64: the chunked kernel is far slower
     assert ks.choose_forward(8, 2048, 256) == "chunked"   # 256 states do not fit in one thread
     assert ks.choose_loop_block(2048) == (32, 1)
