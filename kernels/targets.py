@@ -21,17 +21,16 @@ import subprocess
 import tempfile
 
 #: (name, shape (batch, dim, L, N, groups), dtype name, options (D, z, delta_bias, softplus),
-#: needs a gradient[, KernelConfig fields that the rules would not pick there: the chunked
-#: forward below 64 states, the segmented loop backward]). Shapes chosen so that the choosers
-#: take each of their branches: the chunked forward (forced) and backward at chapter sizes
-#: (N = 16, few channels, tuned tiles); the loop
+#: needs a gradient[, KernelConfig fields that the rules would not pick there: the loop forward
+#: at odd N with few channels, the segmented loop backward]). Shapes chosen so that the choosers
+#: take each of their branches: the chunked forward and backward at chapter sizes (N = 16, few
+#: channels, tuned tiles); the loop
 #: kernels with many channels (N = 16, unsegmented; 16-bit tiles); the segmented loop forward
 #: (4096 channels); N = 64 (packed B/C, n64 tiles); N = 256 (chunked only); odd N and groups
 #: (in the chunked and in the loop kernels);
 #: inference (no checkpoints); every option off.
 CASES = [
-    ("chapter N=16", (1, 8, 64, 16, 0), "float32", (True, True, True, True), True,
-     {"forward": "chunked"}),
+    ("chapter N=16", (1, 8, 64, 16, 0), "float32", (True, True, True, True), True),
     ("chapter N=16 bf16", (1, 8, 64, 16, 0), "bfloat16", (True, True, True, True), True),
     ("chapter N=16 fp16", (1, 8, 64, 16, 0), "float16", (True, True, True, True), True),
     ("many channels N=16", (8, 2048, 256, 16, 0), "float32", (True, True, True, True), True),
@@ -40,12 +39,11 @@ CASES = [
     ("N=64", (2, 64, 256, 64, 0), "float32", (True, True, True, True), True),
     ("N=64 bf16", (2, 64, 256, 64, 0), "bfloat16", (True, True, True, True), True),
     ("N=256", (1, 8, 64, 256, 0), "float32", (True, True, True, True), True),
-    ("odd N, groups", (2, 12, 37, 5, 3), "float32", (False, True, False, True), True,
-     {"forward": "chunked"}),
-    ("odd N, groups, loop", (2, 12, 37, 5, 3), "float32", (False, True, False, True), True),
+    ("odd N, groups", (2, 12, 37, 5, 3), "float32", (False, True, False, True), True),
+    ("odd N, groups, loop", (2, 12, 37, 5, 3), "float32", (False, True, False, True), True,
+     {"forward": "loop"}),
     ("N=40, groups", (1, 16, 100, 40, 2), "float32", (True, False, True, True), True),
-    ("inference", (1, 8, 64, 16, 0), "float32", (True, True, True, True), False,
-     {"forward": "chunked"}),
+    ("inference", (1, 8, 64, 16, 0), "float32", (True, True, True, True), False),
     ("inference, many channels", (8, 2048, 256, 16, 0), "bfloat16", (True, True, True, True), False),
     ("options off", (1, 8, 64, 16, 0), "float32", (False, False, False, False), True),
     ("segmented loop backward", (2, 2048, 1024, 16, 0), "float32", (True, True, True, True), True,

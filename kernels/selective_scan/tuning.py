@@ -40,7 +40,7 @@ class KernelConfig:
 
     * ``forward``: "loop" (each channel walks time, ``recurrent_fwd_kernel``), "chunked" (the
       associative scan, ``chunk_fwd_kernel``) or "auto" (:func:`choose_forward`: the loop where
-      N <= LOOP_MAX_N). ``backward`` likewise (:func:`choose_backward`).
+      N <= LOOP_MAX_N and there are enough channels, or for a long inference pass). ``backward`` likewise (:func:`choose_backward`).
     * ``loop_block_d``: channels per program of the loop forward (:func:`choose_loop_block`);
       ``unroll``: its time steps per unrolled iteration (:func:`choose_unroll`).
     * ``fwd_warps`` / ``bwd_warps``: num_warps of the chunked forward and backward (None: Triton's
